@@ -1,0 +1,2 @@
+//! The postvault command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The cryptographic module (work in progress).

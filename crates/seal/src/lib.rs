@@ -1,0 +1,1 @@
+//! Seal providers (work in progress).
