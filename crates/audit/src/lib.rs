@@ -9,12 +9,49 @@
 //! field except the signature; a signature is over the same bytes, so one
 //! signature vouches for the entry and, through the hashes, every entry before it.
 //!
-//! A log file is JSON lines, one entry per line, oldest first.
+//! A log file is JSON lines, one entry per line, oldest first
+//! ([`AuditEntry::to_json_line`], [`parse_log`]).
+//!
+//! # Modules
+//!
+//! * [`canonical`] specifies the binary encoding that is hashed and signed,
+//!   in enough detail to re-implement it.
+//! * [`log`] reads and writes JSON-lines log files.
+//! * [`verify`] is the auditor's offline check of a whole log
+//!   ([`verify_chain`]): sequence numbers, the hash chain, the module ID,
+//!   every signature and every key rotation.
+//!
+//! # What the chain does and does not prove
+//!
+//! A signed entry proves, through the hash chain, every entry before it.
+//! Entries after the last signature (the *unsigned tail*, reported by
+//! [`VerifyReport::unsigned_tail`]) are protected only by the hash chain: anyone
+//! can append or rewrite unsigned entries after the last signature, and anyone
+//! can cut a log short. Only a later signed entry, or a known-good
+//! [`ChainAnchor`], pins them down.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod canonical;
+pub mod log;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
+use postvault_crypto::CryptoError;
+use postvault_crypto::ecdsa::{self, EcdsaP256KeyPair};
 use serde::{Deserialize, Serialize};
+
+pub use canonical::CANONICAL_MAGIC;
+pub use log::{LogError, parse_log, to_log_text};
+pub use verify::{
+    ChainAnchor, ChainStart, FailureKind, RotationProblem, VerifyFailure, VerifyReport,
+    verify_chain, verify_chain_from,
+};
+
+/// The `data` key of a [`ROTATE_KEY_COMMAND`] entry that holds the new audit
+/// key: lowercase or uppercase hex of a 65-byte uncompressed P-256 point.
+pub const NEW_AUDIT_KEY_DATA: &str = "new_audit_key";
 
 /// The all-zero hash that the first entry of a chain points back to.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
@@ -49,7 +86,9 @@ pub struct AuditEntry {
     pub time: i64,
     /// Reason code: `ok`, or why the command was refused or failed.
     pub reason: String,
-    /// Command data (never secrets).
+    /// Command data (never secrets). A JSON object with a repeated key is
+    /// rejected, so every reader sees the same data.
+    #[serde(deserialize_with = "unique_map::deserialize")]
     pub data: BTreeMap<String, String>,
     /// ECDSA P-256 signature (r || s) over the canonical bytes, hex; present on signed entries.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_opt_sig")]
@@ -65,7 +104,8 @@ mod hex_array {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let v = hex::decode(&s).map_err(serde::de::Error::custom)?;
-        v.try_into().map_err(|_| serde::de::Error::custom("expected 32 bytes of hex"))
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes of hex"))
     }
 }
 
@@ -84,9 +124,129 @@ mod hex_opt_sig {
             None => Ok(None),
             Some(s) => {
                 let v = hex::decode(&s).map_err(serde::de::Error::custom)?;
-                let arr: [u8; 64] = v.try_into().map_err(|_| serde::de::Error::custom("expected 64 bytes of hex"))?;
+                let arr: [u8; 64] = v
+                    .try_into()
+                    .map_err(|_| serde::de::Error::custom("expected 64 bytes of hex"))?;
                 Ok(Some(arr))
             }
         }
+    }
+}
+
+mod unique_map {
+    //! Serde helper: a string-to-string map that rejects repeated keys (JSON
+    //! parsers disagree on which of two repeated keys wins).
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    use serde::Deserializer;
+    use serde::de::{Error, MapAccess, Visitor};
+
+    struct UniqueMap;
+
+    impl<'de> Visitor<'de> for UniqueMap {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of strings to strings without repeated keys")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut map = BTreeMap::new();
+            while let Some((key, value)) = access.next_entry::<String, String>()? {
+                if map.contains_key(&key) {
+                    return Err(A::Error::custom(format_args!("repeated data key {key:?}")));
+                }
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        d.deserialize_map(UniqueMap)
+    }
+}
+
+/// Everything that can go wrong with a single entry.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// A JSON line is not a well-formed entry: bad JSON, a missing, unknown or
+    /// repeated field, a repeated data key, or hex of the wrong length.
+    #[error("malformed audit entry: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Canonical bytes could not be decoded.
+    #[error("malformed canonical entry encoding: {field}: {problem}")]
+    Canonical {
+        /// The field being decoded (e.g. `command`, `data key`).
+        field: &'static str,
+        /// What was wrong (e.g. `truncated`, `not UTF-8`).
+        problem: &'static str,
+    },
+    /// The signing key failed to sign.
+    #[error("signing the audit entry failed: {0}")]
+    Sign(#[from] CryptoError),
+}
+
+impl AuditEntry {
+    /// The canonical encoding of every field except `signature`, as specified
+    /// in [`canonical`]. This is what [`Self::hash`] hashes and [`Self::sign`] signs.
+    ///
+    /// # Panics
+    ///
+    /// If a string is longer than `u32::MAX` bytes or `data` has more than
+    /// `u32::MAX` entries; such an entry has no encoding.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        canonical::encode(self)
+    }
+
+    /// Decodes canonical bytes (the inverse of [`Self::canonical_bytes`]); the
+    /// result has no signature. Trailing bytes, bad UTF-8, or `data` keys out
+    /// of order or repeated are errors, so each entry has exactly one encoding.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, AuditError> {
+        canonical::decode(bytes)
+    }
+
+    /// SHA-256 of [`Self::canonical_bytes`]; the next entry's `prev_hash`.
+    pub fn hash(&self) -> [u8; 32] {
+        postvault_crypto::hash::sha256(&[&self.canonical_bytes()])
+    }
+
+    /// Signs the canonical bytes with ECDSA P-256 and stores the signature,
+    /// replacing any earlier one. The hash does not change: the signature is
+    /// not part of the canonical bytes.
+    pub fn sign(&mut self, key: &EcdsaP256KeyPair) -> Result<(), AuditError> {
+        self.signature = Some(key.sign(&self.canonical_bytes())?);
+        Ok(())
+    }
+
+    /// True when the entry carries a signature and it verifies over the
+    /// canonical bytes with `public_key` (SEC1 uncompressed P-256); false for
+    /// an unsigned entry.
+    pub fn verify_signature(&self, public_key: &[u8]) -> bool {
+        match &self.signature {
+            Some(sig) => ecdsa::verify(public_key, &self.canonical_bytes(), sig),
+            None => false,
+        }
+    }
+
+    /// The entry as one line of compact JSON, without a trailing newline.
+    /// Fields appear in declaration order, `data` in key order, hashes and the
+    /// signature as lowercase hex; `signature` is left out when absent.
+    /// Control characters in strings are escaped, so the line never contains
+    /// a newline.
+    pub fn to_json_line(&self) -> String {
+        // Serializing a struct of strings, integers and a string-keyed map to a
+        // String cannot fail.
+        serde_json::to_string(self).expect("an audit entry always serializes to JSON")
+    }
+
+    /// Parses one JSON line as written by [`Self::to_json_line`]. Unknown or
+    /// repeated fields and repeated `data` keys are rejected; `"signature":
+    /// null` is read as unsigned.
+    pub fn from_json_line(line: &str) -> Result<Self, AuditError> {
+        Ok(serde_json::from_str(line)?)
     }
 }

@@ -14,8 +14,13 @@ impl SecretKey32 {
     }
     /// Wraps a slice that must be exactly 32 bytes.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey("expected 32 bytes"))?;
-        Ok(Self::from_bytes(arr))
+        if bytes.len() != 32 {
+            return Err(CryptoError::BadKey("expected 32 bytes"));
+        }
+        // Copy straight into the zeroizing container: no stray stack copy.
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(bytes);
+        Ok(Self(key))
     }
     /// The raw key bytes. Every call site is a place a plaintext key is read.
     pub fn expose_secret(&self) -> &[u8; 32] {

@@ -1,0 +1,468 @@
+//! The typed command/response protocol between a host and the module.
+//!
+//! Requests and responses are encoded with postcard and travel inside the
+//! secure session frames of [`crate::session`]. Decoding is total: any byte
+//! string either decodes to a [`Request`] or yields an error, never a panic
+//! (there is a fuzz target for it).
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::ModuleError;
+use crate::keys::{KeyToken, KeyType, KeyUsage};
+use crate::types::{ModuleState, Role};
+use postvault_audit::AuditEntry;
+
+/// A password crossing the session. Zeroized on drop, redacted in `Debug`;
+/// only ever sent inside an encrypted session frame.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(Zeroizing::new(s.into()))
+    }
+    /// The password text.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// An account to create (Initialize Access Control, Create User).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NewUser {
+    /// User ID: 1 to 64 characters from `[A-Za-z0-9._@-]`.
+    pub user_id: String,
+    /// The user's one role (not `NoRole`).
+    pub role: Role,
+    /// Initial password (at least 12 characters).
+    pub password: Password,
+    /// Settings; `None` fields take the defaults.
+    pub settings: AccountSettings,
+}
+
+/// Per-account limits. `None` means "keep" on modify and "default" on create.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// Consecutive failed logons before the account locks (default 5).
+    pub failure_limit: Option<u32>,
+    /// Idle seconds after which a logged-on user is logged off (default 900).
+    pub logon_timeout_secs: Option<u32>,
+    /// Account expiry, Unix seconds (default: never; `Some(0)` on modify clears it).
+    pub account_expires: Option<i64>,
+    /// Seconds a new password stays valid (default 90 days).
+    pub password_period_secs: Option<u32>,
+}
+
+/// Which MKS a command acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MksSlot {
+    /// The active MKS.
+    Active,
+    /// The dormant MKS (the next one before activation, the previous one after).
+    Dormant,
+}
+
+/// How Initialize Crypto-Card obtains the registration keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum CryptoCardKeys {
+    /// Generate new registration keys (first module of a deployment).
+    Generate,
+    /// Load registration keys from tokens made by another module under the same MKS.
+    Load {
+        /// Token of the registration signing key (ECDSA P-256).
+        signing: KeyToken,
+        /// Token of the registration decryption key (HPKE X25519).
+        decryption: KeyToken,
+    },
+}
+
+/// A command to the module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Request {
+    /// Ends the session (fails while a user is logged on).
+    CloseSession,
+    /// Module status; needs no logon.
+    GetStatus,
+    /// Erases all NVM, sets the clock, creates the audit key and the first audit entry.
+    StartInitialization {
+        /// Module time to set, Unix seconds.
+        time: i64,
+    },
+    /// Creates the first accounts: one Administrator, one Security Officer, two or more Key Custodians.
+    InitializeAccessControl {
+        /// The accounts.
+        users: Vec<NewUser>,
+    },
+    /// Logs a user on to this session.
+    Logon {
+        /// User ID.
+        user_id: String,
+        /// Password.
+        password: Password,
+    },
+    /// Logs the session's user off.
+    Logoff,
+    /// The logged-on user's role.
+    QueryCurrentRole,
+    /// The logged-on user's ID.
+    QueryCurrentUser,
+    /// Changes the logged-on user's own password.
+    ChangePassword {
+        /// Current password.
+        old: Password,
+        /// New password (not one of the recent ones).
+        new: Password,
+    },
+    /// Sets the module clock.
+    SetClock {
+        /// Module time, Unix seconds.
+        time: i64,
+    },
+    /// Operational -> Administrative.
+    BeginAdmin,
+    /// Administrative -> Operational.
+    EndAdmin,
+    /// Creates an account.
+    CreateUser {
+        /// The account.
+        user: NewUser,
+    },
+    /// Deletes an account.
+    DeleteUser {
+        /// User ID.
+        user_id: String,
+    },
+    /// Changes an account's settings, resets its password or unlocks it.
+    ModifyUser {
+        /// User ID.
+        user_id: String,
+        /// New settings (`None` keeps).
+        settings: AccountSettings,
+        /// A new password set by the Administrator (the user should change it).
+        new_password: Option<Password>,
+        /// Clears the failure count.
+        unlock: bool,
+    },
+    /// Lists accounts (never password hashes).
+    ViewUsers,
+    /// Generates a Master Key Set (master module).
+    GenerateMks,
+    /// Generates the transport key pair (clone module); Initializing -> Importing Shares.
+    GenerateTransportKey,
+    /// The transport public key, to give to the master.
+    ExportTransportKey,
+    /// Prepares `count` shares with threshold `threshold`; Operational -> Exporting Shares.
+    CreateMksShares {
+        /// Number of shares n (>= 2), one per key custodian.
+        count: u8,
+        /// Shares needed to recombine, t (2 <= t <= n).
+        threshold: u8,
+        /// Which MKS to share.
+        slot: MksSlot,
+    },
+    /// Exports the next share, HPKE-encrypted to the destination module's transport key.
+    ExportShare {
+        /// The destination's transport public key (32 bytes).
+        transport_public_key: Vec<u8>,
+        /// Whether the destination may export this MKS in turn.
+        exportable: bool,
+    },
+    /// Abandons a share export; Exporting Shares -> Operational.
+    AbortExport,
+    /// Operational -> Importing Shares (to load a replacement MKS).
+    StartImporting,
+    /// Enters one encrypted share.
+    ImportShare {
+        /// The share as exported.
+        share: EncryptedShare,
+    },
+    /// Combines the imported shares into an MKS.
+    CombineShares,
+    /// Makes the dormant (newer) MKS active; the active one becomes dormant.
+    ActivateMks,
+    /// Deletes the dormant MKS.
+    DeleteDormantMks,
+    /// Re-wraps a token from the dormant (previous) MKS to the active one.
+    TranslateToken {
+        /// The token under the previous MKS.
+        token: KeyToken,
+    },
+    /// Generates a key inside the module and returns it as a key token.
+    CreateKeyToken {
+        /// Kind of key.
+        key_type: KeyType,
+        /// What it is for.
+        usage: KeyUsage,
+        /// The identity of the record the token belongs to (bound as associated data).
+        identity: String,
+        /// Whether the key may be exported to another module.
+        exportable: bool,
+        /// Expiry, Unix seconds.
+        expires: Option<i64>,
+    },
+    /// Opens a token and reports its header and key check value (never the key).
+    CheckKeyToken {
+        /// The token.
+        token: KeyToken,
+    },
+    /// Creates or loads the shared keys the PSD commands need.
+    InitializeCryptoCard {
+        /// Generate or load the registration keys.
+        keys: CryptoCardKeys,
+        /// The CA certificate (DER) that PSD certificates must chain to.
+        ca_certificate: Option<Vec<u8>>,
+        /// The provider's ECDSA P-256 public key (65 bytes, uncompressed).
+        provider_public_key: Option<Vec<u8>>,
+    },
+    /// Replaces the audit signing key (the announcing entry is signed by the old key).
+    CreateAuditKey,
+    /// The audit verification key (Auditor only).
+    ExportAuditKey,
+    /// Writes an audit entry for a host event; `sign` forces a signature.
+    CreateAuditEntry {
+        /// What happened (free text, no secrets).
+        note: String,
+        /// Force a signature on this entry.
+        sign: bool,
+    },
+    /// Runs the power-up self-tests again.
+    RunSelfTests,
+    /// Destroys every key; the module is unusable until Reset.
+    Zeroize,
+    /// Erases everything and returns to Uninitialized.
+    Reset,
+}
+
+/// An MKS share encrypted to one module's transport key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EncryptedShare {
+    /// Format version (1).
+    pub version: u8,
+    /// ID of the MKS this share belongs to (hex of 16 bytes).
+    pub mks_id: String,
+    /// Generation of that MKS.
+    pub generation: u32,
+    /// Share number (x coordinate), 1..=n.
+    pub index: u8,
+    /// Total shares n.
+    pub count: u8,
+    /// Threshold t.
+    pub threshold: u8,
+    /// Whether the destination may export the MKS in turn.
+    pub exportable: bool,
+    /// SHA-256 of the destination transport public key (hex).
+    pub transport_key_hash: String,
+    /// ID of the exporting module (hex).
+    pub source_module: String,
+    /// HPKE encapsulated key.
+    pub enc: Vec<u8>,
+    /// HPKE ciphertext of the share.
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a module says about one MKS.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MksInfo {
+    /// MKS ID (hex).
+    pub id: String,
+    /// Generation number.
+    pub generation: u32,
+    /// Whether it may be exported.
+    pub exportable: bool,
+}
+
+/// Key status, part of Get Status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyStatus {
+    /// The active MKS.
+    pub active_mks: Option<MksInfo>,
+    /// The dormant MKS.
+    pub dormant_mks: Option<MksInfo>,
+    /// An audit signing key is present.
+    pub audit_key: bool,
+    /// A transport key pair is present.
+    pub transport_key: bool,
+    /// Crypto-card keys are loaded.
+    pub crypto_card: bool,
+}
+
+/// The answer to Get Status (seed 001 "Show Status").
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    /// Module ID (hex), once initialized.
+    pub module_id: Option<String>,
+    /// Current state.
+    pub current_state: ModuleState,
+    /// Persistent state.
+    pub persistent_state: ModuleState,
+    /// Why the module is in Error, if it is.
+    pub error: Option<String>,
+    /// This session's ID.
+    pub session_id: u64,
+    /// Number of open sessions.
+    pub sessions_open: usize,
+    /// User logged on to this session.
+    pub user_id: Option<String>,
+    /// That user's role (`NoRole` when nobody).
+    pub role: Role,
+    /// Key status.
+    pub keys: KeyStatus,
+    /// Module time, Unix seconds.
+    pub time: i64,
+    /// Sequence number the next audit entry will get.
+    pub audit_next_seq: u64,
+    /// Power-up self-test results: (name, passed).
+    pub self_tests: Vec<(String, bool)>,
+}
+
+/// An account as View Users shows it: never the password hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserView {
+    /// User ID.
+    pub user_id: String,
+    /// Role.
+    pub role: Role,
+    /// Consecutive failed logons.
+    pub failures: u32,
+    /// Failure limit.
+    pub failure_limit: u32,
+    /// Locked out.
+    pub locked: bool,
+    /// Idle logoff, seconds.
+    pub logon_timeout_secs: u32,
+    /// Account expiry.
+    pub account_expires: Option<i64>,
+    /// Password expiry.
+    pub password_expires: i64,
+    /// Password period, seconds.
+    pub password_period_secs: u32,
+    /// Last successful logon.
+    pub last_logon: Option<i64>,
+}
+
+/// What Check Key Token reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenCheck {
+    /// Kind of key.
+    pub key_type: KeyType,
+    /// Usage.
+    pub usage: KeyUsage,
+    /// Record identity.
+    pub identity: String,
+    /// Generation of the MKS that sealed it.
+    pub mks_generation: u32,
+    /// Exportable flag.
+    pub exportable: bool,
+    /// Expiry.
+    pub expires: Option<i64>,
+    /// Key check value: 8 bytes (hex) that identify the key without revealing it.
+    pub kcv: String,
+    /// Public key for asymmetric keys.
+    pub public_key: Option<Vec<u8>>,
+}
+
+/// Output of Initialize Crypto-Card.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CryptoCardOutput {
+    /// Token of the registration signing key (for clone modules).
+    pub signing_token: KeyToken,
+    /// Token of the registration decryption key (for clone modules).
+    pub decryption_token: KeyToken,
+    /// Registration signing public key (65 bytes; embedded in client software).
+    pub signing_public_key: Vec<u8>,
+    /// Registration encryption public key (32 bytes; clients HPKE-encrypt their secrets to it).
+    pub decryption_public_key: Vec<u8>,
+}
+
+/// A successful command's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Response {
+    /// Done; nothing to return.
+    Done,
+    /// Get Status.
+    Status(Box<Status>),
+    /// Query Current Role.
+    Role(Role),
+    /// Query Current User.
+    User(Option<String>),
+    /// View Users.
+    Users(Vec<UserView>),
+    /// Generate MKS.
+    Mks(MksInfo),
+    /// Generate / Export Transport Key: the public key (32 bytes).
+    TransportKey(Vec<u8>),
+    /// Create MKS Shares: the share count and threshold.
+    SharesCreated {
+        /// n.
+        count: u8,
+        /// t.
+        threshold: u8,
+    },
+    /// Export Share.
+    Share {
+        /// The encrypted share.
+        share: EncryptedShare,
+        /// Shares still to export; 0 means the export is complete.
+        remaining: u8,
+    },
+    /// Import Share: how many are held now.
+    ShareImported {
+        /// Shares imported so far.
+        held: u8,
+        /// Threshold.
+        threshold: u8,
+    },
+    /// A key token (Create Key Token, Translate Token).
+    Token {
+        /// The token.
+        token: KeyToken,
+        /// Its check (public parts only).
+        check: TokenCheck,
+    },
+    /// Check Key Token.
+    TokenCheck(TokenCheck),
+    /// Initialize Crypto-Card.
+    CryptoCard(Box<CryptoCardOutput>),
+    /// Export Audit Key / Create Audit Key: the verification key (65 bytes).
+    AuditKey(Vec<u8>),
+    /// Run Self-Tests: (name, passed).
+    SelfTests(Vec<(String, bool)>),
+}
+
+/// A reply: the result and, for sensitive commands, the audit entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reply {
+    /// The result.
+    pub result: Result<Response, ModuleError>,
+    /// The audit entry this command produced.
+    pub audit: Option<AuditEntry>,
+}
+
+impl Request {
+    /// Decodes a request; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ModuleError> {
+        postcard::from_bytes(bytes).map_err(|e| ModuleError::Malformed(format!("request does not decode: {e}")))
+    }
+    /// Encodes a request.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding a request into a Vec cannot fail")
+    }
+}
+
+impl Reply {
+    /// Decodes a reply; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ModuleError> {
+        postcard::from_bytes(bytes).map_err(|e| ModuleError::Malformed(format!("reply does not decode: {e}")))
+    }
+    /// Encodes a reply.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("encoding a reply into a Vec cannot fail")
+    }
+}

@@ -1,0 +1,378 @@
+//! The access table: which command is allowed in which state for which role.
+//!
+//! This is data, not scattered `if`s. It is taken from the command lists of
+//! seed 002 (the states of FIG. 6 and the text around it) and the roles x
+//! services matrix of seed 001 (Table 2). The decision depends on the state
+//! and the role alone; the validity of the input plays no part in it (seed
+//! 002). A command is allowed when any rule for it names both the current
+//! state and the session's role.
+//!
+//! Choices where the seeds leave room, recorded here so they are reviewable:
+//! - Session commands (Close Session, Get Status) work in every state, so a
+//!   secure session can carry Start Initialization and Error-state status.
+//! - Any logged-on user may log off (seed 001 lists only operator roles, but
+//!   a user who could log on must be able to leave).
+//! - Set Clock and View Users are Administrative-state commands (the access
+//!   control text of seed 002); View Users keeps Table 2's roles.
+//! - Reset is for the Security Officer in any initialized state, and for
+//!   anyone at the module in Error state (the seed's "reboot or reset").
+use crate::protocol::Request;
+use crate::types::{ModuleState, Role};
+
+/// Every command, without its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum CommandKind {
+    CloseSession,
+    GetStatus,
+    StartInitialization,
+    InitializeAccessControl,
+    Logon,
+    Logoff,
+    QueryCurrentRole,
+    QueryCurrentUser,
+    ChangePassword,
+    SetClock,
+    BeginAdmin,
+    EndAdmin,
+    CreateUser,
+    DeleteUser,
+    ModifyUser,
+    ViewUsers,
+    GenerateMks,
+    GenerateTransportKey,
+    ExportTransportKey,
+    CreateMksShares,
+    ExportShare,
+    AbortExport,
+    StartImporting,
+    ImportShare,
+    CombineShares,
+    ActivateMks,
+    DeleteDormantMks,
+    TranslateToken,
+    CreateKeyToken,
+    CheckKeyToken,
+    InitializeCryptoCard,
+    CreateAuditKey,
+    ExportAuditKey,
+    CreateAuditEntry,
+    RunSelfTests,
+    Zeroize,
+    Reset,
+}
+
+/// How a command is audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// Not audited (status, queries, session key use).
+    None,
+    /// Audited; signed only when the periodic or boot rule says so.
+    Entry,
+    /// Audited and always signed (commands that affect the module itself).
+    Signed,
+}
+
+/// Per-command attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// The command.
+    pub kind: CommandKind,
+    /// Must arrive in an encrypted frame (it carries a secret).
+    pub encrypted: bool,
+    /// How it is audited.
+    pub audit: Audit,
+}
+
+use ModuleState as S;
+use Role as R;
+
+const OPERATING: &[S] = &[
+    S::Initializing,
+    S::Operational,
+    S::Administrative,
+    S::ExportingShares,
+    S::ImportingShares,
+];
+const OPERATING_AND_ERROR: &[S] = &[
+    S::Initializing,
+    S::Operational,
+    S::Administrative,
+    S::ExportingShares,
+    S::ImportingShares,
+    S::Error,
+];
+const NOT_ERROR: &[S] = &[
+    S::Uninitialized,
+    S::Initializing,
+    S::Operational,
+    S::Administrative,
+    S::ExportingShares,
+    S::ImportingShares,
+];
+const LOGGED_ON: &[R] = &[
+    R::SecurityOfficer,
+    R::KeyCustodian,
+    R::Administrator,
+    R::Auditor,
+    R::Provider,
+    R::CertificateAuthority,
+    R::Customer,
+    R::CustomerAdministrator,
+];
+const ANYONE: &[R] = &Role::ALL;
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// The command.
+    pub kind: CommandKind,
+    /// States in which it may run.
+    pub states: &'static [ModuleState],
+    /// Roles that may run it.
+    pub roles: &'static [Role],
+}
+
+const fn rule(kind: CommandKind, states: &'static [ModuleState], roles: &'static [Role]) -> Rule {
+    Rule { kind, states, roles }
+}
+
+use CommandKind as C;
+
+/// The table.
+pub const RULES: &[Rule] = &[
+    rule(C::CloseSession, &ModuleState::ALL, ANYONE),
+    rule(C::GetStatus, &ModuleState::ALL, ANYONE),
+    rule(C::StartInitialization, &[S::Uninitialized], &[R::NoRole]),
+    rule(C::InitializeAccessControl, &[S::Initializing], &[R::NoRole]),
+    rule(C::Logon, OPERATING, &[R::NoRole]),
+    rule(C::Logoff, OPERATING, LOGGED_ON),
+    rule(C::QueryCurrentRole, OPERATING_AND_ERROR, ANYONE),
+    rule(C::QueryCurrentUser, OPERATING_AND_ERROR, ANYONE),
+    rule(
+        C::ChangePassword,
+        &[S::Operational],
+        &[R::Administrator, R::Auditor, R::KeyCustodian, R::SecurityOfficer],
+    ),
+    rule(C::SetClock, &[S::Administrative], &[R::Administrator]),
+    rule(C::BeginAdmin, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::EndAdmin, &[S::Administrative], &[R::SecurityOfficer]),
+    rule(C::CreateUser, &[S::Administrative], &[R::Administrator]),
+    rule(C::DeleteUser, &[S::Administrative], &[R::Administrator]),
+    rule(C::ModifyUser, &[S::Administrative], &[R::Administrator]),
+    rule(
+        C::ViewUsers,
+        &[S::Administrative],
+        &[R::Administrator, R::Auditor, R::SecurityOfficer],
+    ),
+    rule(C::GenerateMks, &[S::Initializing, S::Operational], &[R::SecurityOfficer]),
+    rule(C::GenerateTransportKey, &[S::Initializing], &[R::SecurityOfficer]),
+    rule(
+        C::ExportTransportKey,
+        &[S::Operational, S::ImportingShares],
+        &[R::KeyCustodian, R::SecurityOfficer],
+    ),
+    rule(C::CreateMksShares, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::ExportShare, &[S::ExportingShares], &[R::KeyCustodian]),
+    rule(C::AbortExport, &[S::ExportingShares], &[R::SecurityOfficer]),
+    rule(C::StartImporting, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::ImportShare, &[S::ImportingShares], &[R::KeyCustodian]),
+    rule(C::CombineShares, &[S::ImportingShares], &[R::SecurityOfficer]),
+    rule(C::ActivateMks, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::DeleteDormantMks, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::TranslateToken, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::CreateKeyToken, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::CheckKeyToken, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::InitializeCryptoCard, &[S::Operational], &[R::SecurityOfficer]),
+    rule(C::CreateAuditKey, &[S::Operational], &[R::SecurityOfficer]),
+    rule(
+        C::ExportAuditKey,
+        &[S::Operational, S::Administrative],
+        &[R::Auditor],
+    ),
+    rule(C::CreateAuditEntry, OPERATING_AND_ERROR, ANYONE),
+    rule(C::RunSelfTests, NOT_ERROR, ANYONE),
+    rule(C::Zeroize, OPERATING_AND_ERROR, &[R::SecurityOfficer]),
+    rule(C::Reset, OPERATING_AND_ERROR, &[R::SecurityOfficer]),
+    rule(C::Reset, &[S::Error], ANYONE),
+];
+
+/// True when `kind` may run in `state` for `role`.
+pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
+    RULES
+        .iter()
+        .any(|r| r.kind == kind && r.states.contains(&state) && r.roles.contains(&role))
+}
+
+impl CommandKind {
+    /// Every command.
+    pub const ALL: [CommandKind; 37] = [
+        C::CloseSession,
+        C::GetStatus,
+        C::StartInitialization,
+        C::InitializeAccessControl,
+        C::Logon,
+        C::Logoff,
+        C::QueryCurrentRole,
+        C::QueryCurrentUser,
+        C::ChangePassword,
+        C::SetClock,
+        C::BeginAdmin,
+        C::EndAdmin,
+        C::CreateUser,
+        C::DeleteUser,
+        C::ModifyUser,
+        C::ViewUsers,
+        C::GenerateMks,
+        C::GenerateTransportKey,
+        C::ExportTransportKey,
+        C::CreateMksShares,
+        C::ExportShare,
+        C::AbortExport,
+        C::StartImporting,
+        C::ImportShare,
+        C::CombineShares,
+        C::ActivateMks,
+        C::DeleteDormantMks,
+        C::TranslateToken,
+        C::CreateKeyToken,
+        C::CheckKeyToken,
+        C::InitializeCryptoCard,
+        C::CreateAuditKey,
+        C::ExportAuditKey,
+        C::CreateAuditEntry,
+        C::RunSelfTests,
+        C::Zeroize,
+        C::Reset,
+    ];
+
+    /// The command's attributes.
+    pub fn spec(self) -> Spec {
+        let (encrypted, audit) = match self {
+            C::CloseSession | C::GetStatus | C::QueryCurrentRole | C::QueryCurrentUser => {
+                (false, Audit::None)
+            }
+            C::Logon | C::ChangePassword | C::CreateUser | C::InitializeAccessControl => {
+                (true, Audit::Entry)
+            }
+            C::ModifyUser => (true, Audit::Entry),
+            C::Logoff
+            | C::DeleteUser
+            | C::ViewUsers
+            | C::ExportTransportKey
+            | C::ExportAuditKey
+            | C::CheckKeyToken
+            | C::CreateKeyToken
+            | C::TranslateToken
+            | C::ImportShare
+            | C::ExportShare
+            | C::CreateAuditEntry
+            | C::RunSelfTests => (false, Audit::Entry),
+            C::StartInitialization
+            | C::SetClock
+            | C::BeginAdmin
+            | C::EndAdmin
+            | C::GenerateMks
+            | C::GenerateTransportKey
+            | C::CreateMksShares
+            | C::AbortExport
+            | C::StartImporting
+            | C::CombineShares
+            | C::ActivateMks
+            | C::DeleteDormantMks
+            | C::InitializeCryptoCard
+            | C::CreateAuditKey
+            | C::Zeroize
+            | C::Reset => (false, Audit::Signed),
+        };
+        Spec { kind: self, encrypted, audit }
+    }
+
+    /// The command's name in audit entries.
+    pub fn name(self) -> &'static str {
+        match self {
+            C::CloseSession => "CloseSession",
+            C::GetStatus => "GetStatus",
+            C::StartInitialization => "StartInitialization",
+            C::InitializeAccessControl => "InitializeAccessControl",
+            C::Logon => "Logon",
+            C::Logoff => "Logoff",
+            C::QueryCurrentRole => "QueryCurrentRole",
+            C::QueryCurrentUser => "QueryCurrentUser",
+            C::ChangePassword => "ChangePassword",
+            C::SetClock => "SetClock",
+            C::BeginAdmin => "BeginAdmin",
+            C::EndAdmin => "EndAdmin",
+            C::CreateUser => "CreateUser",
+            C::DeleteUser => "DeleteUser",
+            C::ModifyUser => "ModifyUser",
+            C::ViewUsers => "ViewUsers",
+            C::GenerateMks => "GenerateMks",
+            C::GenerateTransportKey => "GenerateTransportKey",
+            C::ExportTransportKey => "ExportTransportKey",
+            C::CreateMksShares => "CreateMksShares",
+            C::ExportShare => "ExportShare",
+            C::AbortExport => "AbortExport",
+            C::StartImporting => "StartImporting",
+            C::ImportShare => "ImportShare",
+            C::CombineShares => "CombineShares",
+            C::ActivateMks => "ActivateMks",
+            C::DeleteDormantMks => "DeleteDormantMks",
+            C::TranslateToken => "TranslateToken",
+            C::CreateKeyToken => "CreateKeyToken",
+            C::CheckKeyToken => "CheckKeyToken",
+            C::InitializeCryptoCard => "InitializeCryptoCard",
+            C::CreateAuditKey => postvault_audit::ROTATE_KEY_COMMAND,
+            C::ExportAuditKey => "ExportAuditKey",
+            C::CreateAuditEntry => "CreateAuditEntry",
+            C::RunSelfTests => "RunSelfTests",
+            C::Zeroize => "Zeroize",
+            C::Reset => "Reset",
+        }
+    }
+}
+
+impl Request {
+    /// The command this request carries.
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Request::CloseSession => C::CloseSession,
+            Request::GetStatus => C::GetStatus,
+            Request::StartInitialization { .. } => C::StartInitialization,
+            Request::InitializeAccessControl { .. } => C::InitializeAccessControl,
+            Request::Logon { .. } => C::Logon,
+            Request::Logoff => C::Logoff,
+            Request::QueryCurrentRole => C::QueryCurrentRole,
+            Request::QueryCurrentUser => C::QueryCurrentUser,
+            Request::ChangePassword { .. } => C::ChangePassword,
+            Request::SetClock { .. } => C::SetClock,
+            Request::BeginAdmin => C::BeginAdmin,
+            Request::EndAdmin => C::EndAdmin,
+            Request::CreateUser { .. } => C::CreateUser,
+            Request::DeleteUser { .. } => C::DeleteUser,
+            Request::ModifyUser { .. } => C::ModifyUser,
+            Request::ViewUsers => C::ViewUsers,
+            Request::GenerateMks => C::GenerateMks,
+            Request::GenerateTransportKey => C::GenerateTransportKey,
+            Request::ExportTransportKey => C::ExportTransportKey,
+            Request::CreateMksShares { .. } => C::CreateMksShares,
+            Request::ExportShare { .. } => C::ExportShare,
+            Request::AbortExport => C::AbortExport,
+            Request::StartImporting => C::StartImporting,
+            Request::ImportShare { .. } => C::ImportShare,
+            Request::CombineShares => C::CombineShares,
+            Request::ActivateMks => C::ActivateMks,
+            Request::DeleteDormantMks => C::DeleteDormantMks,
+            Request::TranslateToken { .. } => C::TranslateToken,
+            Request::CreateKeyToken { .. } => C::CreateKeyToken,
+            Request::CheckKeyToken { .. } => C::CheckKeyToken,
+            Request::InitializeCryptoCard { .. } => C::InitializeCryptoCard,
+            Request::CreateAuditKey => C::CreateAuditKey,
+            Request::ExportAuditKey => C::ExportAuditKey,
+            Request::CreateAuditEntry { .. } => C::CreateAuditEntry,
+            Request::RunSelfTests => C::RunSelfTests,
+            Request::Zeroize => C::Zeroize,
+            Request::Reset => C::Reset,
+        }
+    }
+}
