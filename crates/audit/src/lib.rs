@@ -114,7 +114,7 @@ mod hex_opt_sig {
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &Option<[u8; 64]>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(sig) => s.serialize_str(&hex::encode(sig)),
+            Some(sig) => s.serialize_some(&hex::encode(sig)),
             None => s.serialize_none(),
         }
     }

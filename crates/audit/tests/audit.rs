@@ -26,7 +26,7 @@ fn key() -> EcdsaP256KeyPair {
 fn entry(seq: u64) -> AuditEntry {
     let commands = ["Logon", "PrintIndicium", "Status", "Logoff"];
     let mut data = BTreeMap::new();
-    if seq % 3 != 0 {
+    if !seq.is_multiple_of(3) {
         data.insert("amount".to_string(), format!("{}", seq * 37));
         data.insert("zip".to_string(), "94107".to_string());
     }
@@ -35,12 +35,17 @@ fn entry(seq: u64) -> AuditEntry {
         prev_hash: GENESIS_HASH,
         module_id: MODULE_ID.to_string(),
         command: commands[(seq % 4) as usize].to_string(),
-        user_id: (seq % 2 == 0).then(|| format!("user{}", seq % 5)),
-        role: (seq % 2 == 0).then(|| "operator".to_string()),
+        user_id: seq.is_multiple_of(2).then(|| format!("user{}", seq % 5)),
+        role: seq.is_multiple_of(2).then(|| "operator".to_string()),
         current_state: "Ready".to_string(),
         persistent_state: "Initialized".to_string(),
         time: 1_700_000_000 + seq as i64 * 60,
-        reason: if seq % 7 == 0 { "denied" } else { "ok" }.to_string(),
+        reason: if seq.is_multiple_of(7) {
+            "denied"
+        } else {
+            "ok"
+        }
+        .to_string(),
         data,
         signature: None,
     }
@@ -62,7 +67,7 @@ fn unsigned_chain(n: usize) -> Vec<AuditEntry> {
 
 /// Whether the standard chain signs entry `i` of `n`: the first, every 100th and the last.
 fn standard_signed(i: usize, n: usize) -> bool {
-    i % 100 == 0 || i == n - 1
+    i.is_multiple_of(100) || i == n - 1
 }
 
 /// A 250-entry chain signed at 0, 100, 200 and 249.

@@ -71,7 +71,9 @@ impl UserRecord {
 pub fn check_user_id(id: &str) -> Result<(), ModuleError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     if ok {
         Ok(())
     } else {
@@ -84,26 +86,39 @@ pub fn check_user_id(id: &str) -> Result<(), ModuleError> {
 /// Checks a new password's strength.
 pub fn check_password_strength(pw: &Password) -> Result<(), ModuleError> {
     if pw.expose_secret().chars().count() < MIN_PASSWORD_LEN {
-        return Err(ModuleError::PasswordRejected(format!("use at least {MIN_PASSWORD_LEN} characters")));
+        return Err(ModuleError::PasswordRejected(format!(
+            "use at least {MIN_PASSWORD_LEN} characters"
+        )));
     }
     Ok(())
 }
 
 /// Builds a record for a new account.
-pub fn new_record(rng: &mut Rng, params: Argon2Params, user: &NewUser, now: i64) -> Result<UserRecord, ModuleError> {
+pub fn new_record(
+    rng: &mut Rng,
+    params: Argon2Params,
+    user: &NewUser,
+    now: i64,
+) -> Result<UserRecord, ModuleError> {
     check_user_id(&user.user_id)?;
     if user.role == Role::NoRole {
-        return Err(ModuleError::Invalid("an account needs a role other than no-role".into()));
+        return Err(ModuleError::Invalid(
+            "an account needs a role other than no-role".into(),
+        ));
     }
     check_password_strength(&user.password)?;
     let s = &user.settings;
     let failure_limit = s.failure_limit.unwrap_or(DEFAULT_FAILURE_LIMIT);
     if failure_limit == 0 {
-        return Err(ModuleError::Invalid("failure limit must be at least 1".into()));
+        return Err(ModuleError::Invalid(
+            "failure limit must be at least 1".into(),
+        ));
     }
     let period = s.password_period_secs.unwrap_or(DEFAULT_PASSWORD_PERIOD);
     if period == 0 {
-        return Err(ModuleError::Invalid("password period must be at least 1 second".into()));
+        return Err(ModuleError::Invalid(
+            "password period must be at least 1 second".into(),
+        ));
     }
     let hash = password::hash_password(rng, user.password.expose_secret().as_bytes(), params)?;
     Ok(UserRecord {
@@ -125,7 +140,9 @@ pub fn new_record(rng: &mut Rng, params: Argon2Params, user: &NewUser, now: i64)
 pub fn apply_settings(rec: &mut UserRecord, s: &AccountSettings) -> Result<(), ModuleError> {
     if let Some(l) = s.failure_limit {
         if l == 0 {
-            return Err(ModuleError::Invalid("failure limit must be at least 1".into()));
+            return Err(ModuleError::Invalid(
+                "failure limit must be at least 1".into(),
+            ));
         }
         rec.failure_limit = l;
     }
@@ -137,7 +154,9 @@ pub fn apply_settings(rec: &mut UserRecord, s: &AccountSettings) -> Result<(), M
     }
     if let Some(p) = s.password_period_secs {
         if p == 0 {
-            return Err(ModuleError::Invalid("password period must be at least 1 second".into()));
+            return Err(ModuleError::Invalid(
+                "password period must be at least 1 second".into(),
+            ));
         }
         rec.password_period_secs = p;
     }
@@ -145,7 +164,13 @@ pub fn apply_settings(rec: &mut UserRecord, s: &AccountSettings) -> Result<(), M
 }
 
 /// Sets a new password, refusing the current one and recent ones.
-pub fn set_password(rng: &mut Rng, params: Argon2Params, rec: &mut UserRecord, new: &Password, now: i64) -> Result<(), ModuleError> {
+pub fn set_password(
+    rng: &mut Rng,
+    params: Argon2Params,
+    rec: &mut UserRecord,
+    new: &Password,
+    now: i64,
+) -> Result<(), ModuleError> {
     check_password_strength(new)?;
     let candidate = new.expose_secret().as_bytes();
     for old in std::iter::once(&rec.password_hash).chain(rec.recent_passwords.iter()) {

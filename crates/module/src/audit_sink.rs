@@ -26,7 +26,10 @@ impl FileAuditSink {
     /// Opens (creating if needed) the log at `path` for appending.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { path: path.to_path_buf(), file })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// The log's path.
@@ -50,7 +53,10 @@ pub struct MemoryAuditSink(pub std::sync::Arc<std::sync::Mutex<Vec<AuditEntry>>>
 
 impl AuditSink for MemoryAuditSink {
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
-        self.0.lock().map_err(|_| std::io::Error::other("audit sink lock poisoned"))?.push(entry.clone());
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("audit sink lock poisoned"))?
+            .push(entry.clone());
         Ok(())
     }
 }

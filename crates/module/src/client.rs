@@ -46,7 +46,10 @@ pub struct LocalTransport(pub Arc<Mutex<Module>>);
 
 impl Transport for LocalTransport {
     fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let mut m = self.0.lock().map_err(|_| ClientError::Protocol("module lock poisoned".into()))?;
+        let mut m = self
+            .0
+            .lock()
+            .map_err(|_| ClientError::Protocol("module lock poisoned".into()))?;
         Ok(m.handle(frame))
     }
 }
@@ -60,7 +63,11 @@ impl SocketTransport {
         let s = UnixStream::connect(path).map_err(|e| {
             ClientError::Io(std::io::Error::new(
                 e.kind(),
-                format!("{}: {e} (is `postvault module serve --socket {}` running?)", path.display(), path.display()),
+                format!(
+                    "{}: {e} (is `postvault module serve --socket {}` running?)",
+                    path.display(),
+                    path.display()
+                ),
             ))
         })?;
         Ok(Self(s))
@@ -85,7 +92,10 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        ));
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)?;
@@ -95,7 +105,8 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 impl Transport for SocketTransport {
     fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, ClientError> {
         write_frame(&mut self.0, frame)?;
-        read_frame(&mut self.0)?.ok_or_else(|| ClientError::Protocol("the module closed the connection".into()))
+        read_frame(&mut self.0)?
+            .ok_or_else(|| ClientError::Protocol("the module closed the connection".into()))
     }
 }
 
@@ -155,7 +166,9 @@ impl ModuleClient {
                 Ok(Reply::decode(plain.expose_secret())?)
             }
             ResponseFrame::Refused(why) => Err(ClientError::Refused(why)),
-            ResponseFrame::Opened { .. } => Err(ClientError::Protocol("unexpected Open Session answer".into())),
+            ResponseFrame::Opened { .. } => Err(ClientError::Protocol(
+                "unexpected Open Session answer".into(),
+            )),
         }
     }
 
@@ -165,7 +178,11 @@ impl ModuleClient {
     }
 
     /// Protects a request without sending it (tests of replay and tampering).
-    pub fn wrap_raw(&mut self, req: &Request, encrypted: bool) -> Result<(Vec<u8>, u64), ClientError> {
+    pub fn wrap_raw(
+        &mut self,
+        req: &Request,
+        encrypted: bool,
+    ) -> Result<(Vec<u8>, u64), ClientError> {
         let (frame, counter) = self.session.wrap(&req.encode(), encrypted)?;
         Ok((session::encode(&frame), counter))
     }
@@ -182,9 +199,14 @@ impl ModuleClient {
 
     /// Logs on; returns the role.
     pub fn logon(&mut self, user_id: &str, password: &Password) -> Result<Role, ClientError> {
-        match self.run(&Request::Logon { user_id: user_id.into(), password: password.clone() })? {
+        match self.run(&Request::Logon {
+            user_id: user_id.into(),
+            password: password.clone(),
+        })? {
             Response::Role(r) => Ok(r),
-            other => Err(ClientError::Protocol(format!("unexpected answer to Logon: {other:?}"))),
+            other => Err(ClientError::Protocol(format!(
+                "unexpected answer to Logon: {other:?}"
+            ))),
         }
     }
 

@@ -18,7 +18,10 @@ pub fn serve(module: Module, socket: &Path, on_ready: impl FnOnce()) -> std::io:
         if UnixStream::connect(socket).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{} is already served by another module process", socket.display()),
+                format!(
+                    "{} is already served by another module process",
+                    socket.display()
+                ),
             ));
         }
         std::fs::remove_file(socket)?;
@@ -45,7 +48,9 @@ fn serve_connection(module: Arc<Mutex<Module>>, mut conn: UnixStream) {
             Ok(mut m) => m.handle(&frame),
             Err(_) => break,
         };
-        if let Ok(ResponseFrame::Opened { session_id, .. }) = session::decode::<ResponseFrame>(&answer) {
+        if let Ok(ResponseFrame::Opened { session_id, .. }) =
+            session::decode::<ResponseFrame>(&answer)
+        {
             opened.push(session_id);
         }
         if write_frame(&mut conn, &answer).is_err() {

@@ -83,7 +83,12 @@ pub struct Mks {
 
 impl std::fmt::Debug for Mks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Mks(id={}, generation={}, <keys redacted>)", hex::encode(self.id), self.generation)
+        write!(
+            f,
+            "Mks(id={}, generation={}, <keys redacted>)",
+            hex::encode(self.id),
+            self.generation
+        )
     }
 }
 
@@ -100,7 +105,13 @@ impl Mks {
 
     fn from_parts(mek: [u8; 32], mak: [u8; 32], generation: u32, exportable: bool) -> Self {
         let id = Self::compute_id(&mek, &mak);
-        Self { id, generation, exportable, mek: Zeroizing::new(mek), mak: Zeroizing::new(mak) }
+        Self {
+            id,
+            generation,
+            exportable,
+            mek: Zeroizing::new(mek),
+            mak: Zeroizing::new(mak),
+        }
     }
 
     fn compute_id(mek: &[u8; 32], mak: &[u8; 32]) -> [u8; 16] {
@@ -118,10 +129,17 @@ impl Mks {
     }
 
     /// Rebuilds an MKS from recombined share material and checks it against the expected ID.
-    pub fn from_share_secret(secret: &SecretBytes, expected_id: &[u8; 16], exportable: bool) -> Result<Self, ModuleError> {
+    pub fn from_share_secret(
+        secret: &SecretBytes,
+        expected_id: &[u8; 16],
+        exportable: bool,
+    ) -> Result<Self, ModuleError> {
         let s = secret.expose_secret();
         if s.len() != MKS_SECRET_LEN {
-            return Err(ModuleError::Rejected(format!("recombined secret has {} bytes, expected {MKS_SECRET_LEN}", s.len())));
+            return Err(ModuleError::Rejected(format!(
+                "recombined secret has {} bytes, expected {MKS_SECRET_LEN}",
+                s.len()
+            )));
         }
         let mut mek = [0u8; 32];
         let mut mak = [0u8; 32];
@@ -141,7 +159,11 @@ impl Mks {
 
     /// Public description.
     pub fn info(&self) -> MksInfo {
-        MksInfo { id: hex::encode(self.id), generation: self.generation, exportable: self.exportable }
+        MksInfo {
+            id: hex::encode(self.id),
+            generation: self.generation,
+            exportable: self.exportable,
+        }
     }
 
     fn mek(&self) -> SecretKey32 {
@@ -183,7 +205,10 @@ impl Mks {
     /// Opens a token sealed under this MKS; any change to header, identity or ciphertext fails.
     pub fn unwrap(&self, token: &KeyToken, now: i64) -> Result<SecretBytes, ModuleError> {
         if token.version != 1 {
-            return Err(ModuleError::Rejected(format!("unknown key token version {}", token.version)));
+            return Err(ModuleError::Rejected(format!(
+                "unknown key token version {}",
+                token.version
+            )));
         }
         if token.mks_id != self.id || token.mks_generation != self.generation {
             return Err(ModuleError::KeyState(format!(
@@ -194,12 +219,20 @@ impl Mks {
                 self.generation
             )));
         }
-        let key = aead::open(&self.mek(), &token.associated_data(), &token.sealed)
-            .map_err(|_| ModuleError::Rejected(format!("key token for {:?} failed authentication (tampered or not ours)", token.identity)))?;
+        let key =
+            aead::open(&self.mek(), &token.associated_data(), &token.sealed).map_err(|_| {
+                ModuleError::Rejected(format!(
+                    "key token for {:?} failed authentication (tampered or not ours)",
+                    token.identity
+                ))
+            })?;
         if let Some(exp) = token.expires
             && now >= exp
         {
-            return Err(ModuleError::Rejected(format!("key token for {:?} expired at {exp}", token.identity)));
+            return Err(ModuleError::Rejected(format!(
+                "key token for {:?} expired at {exp}",
+                token.identity
+            )));
         }
         Ok(key)
     }

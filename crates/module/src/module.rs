@@ -105,7 +105,9 @@ pub enum OpenError {
         source: std::io::Error,
     },
     /// Another process holds the module.
-    #[error("module directory {0} is in use by another process (is `postvault module serve` running on it?); talk to that process with --socket instead")]
+    #[error(
+        "module directory {0} is in use by another process (is `postvault module serve` running on it?); talk to that process with --socket instead"
+    )]
     Locked(PathBuf),
 }
 
@@ -177,7 +179,12 @@ struct Outcome {
 
 impl Outcome {
     fn new(response: Response) -> Self {
-        Self { response, data: Vec::new(), after: AfterAudit::Nothing, force_sign: false }
+        Self {
+            response,
+            data: Vec::new(),
+            after: AfterAudit::Nothing,
+            force_sign: false,
+        }
     }
     fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
         self.data.push((key, value.into()));
@@ -218,19 +225,31 @@ impl Module {
     /// A module that cannot work opens in Error and says why in its status.
     pub fn open(config: ModuleConfig) -> Result<Self, OpenError> {
         let dir = config.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| OpenError::Dir { path: dir.clone(), source })?;
-        let lock = File::create(dir.join(LOCK_FILE)).map_err(|source| OpenError::Dir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| OpenError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let lock = File::create(dir.join(LOCK_FILE)).map_err(|source| OpenError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked(dir)),
-            Err(std::fs::TryLockError::Error(source)) => return Err(OpenError::Dir { path: dir, source }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(OpenError::Dir { path: dir, source });
+            }
         }
-        let sink: Box<dyn AuditSink> = match config.audit_sink {
-            Some(s) => s,
-            None => Box::new(
-                FileAuditSink::open(&dir.join(AUDIT_LOG_FILE)).map_err(|source| OpenError::Dir { path: dir.clone(), source })?,
-            ),
-        };
+        let sink: Box<dyn AuditSink> =
+            match config.audit_sink {
+                Some(s) => s,
+                None => Box::new(FileAuditSink::open(&dir.join(AUDIT_LOG_FILE)).map_err(
+                    |source| OpenError::Dir {
+                        path: dir.clone(),
+                        source,
+                    },
+                )?),
+            };
         let selftests = selftest::run_power_up(&config.faults);
         let mut m = Module {
             store: NvmStore::new(&dir, config.seal),
@@ -271,7 +290,9 @@ impl Module {
             Ok(Some(image)) => {
                 self.nvm = image;
                 self.audit_key = match self.nvm.audit.as_ref() {
-                    Some(a) => match EcdsaP256KeyPair::from_pkcs8(&SecretBytes::from_vec(a.signing_key.to_vec())) {
+                    Some(a) => match EcdsaP256KeyPair::from_pkcs8(&SecretBytes::from_vec(
+                        a.signing_key.to_vec(),
+                    )) {
                         Ok(k) => Some(k),
                         Err(_) => {
                             self.fail_fatal("the audit signing key in NVM is unusable");
@@ -283,7 +304,12 @@ impl Module {
                 match self.nvm.persistent_state {
                     ModuleState::Error => {
                         self.current = ModuleState::Error;
-                        self.error = Some(self.nvm.error.clone().unwrap_or_else(|| "fatal error recorded in NVM".into()));
+                        self.error = Some(
+                            self.nvm
+                                .error
+                                .clone()
+                                .unwrap_or_else(|| "fatal error recorded in NVM".into()),
+                        );
                     }
                     ModuleState::Initializing => {
                         self.fail_fatal("the module restarted during initialization; reset it and initialize again");
@@ -373,7 +399,9 @@ impl Module {
 
     fn handle_frame(&mut self, frame: &[u8]) -> ResponseFrame {
         if self.powered_off {
-            return ResponseFrame::Refused("module is powered off (simulated crash); restart it".into());
+            return ResponseFrame::Refused(
+                "module is powered off (simulated crash); restart it".into(),
+            );
         }
         let frame: RequestFrame = match session::decode(frame) {
             Ok(f) => f,
@@ -400,15 +428,25 @@ impl Module {
                 };
                 let reply = match Request::decode(plain.expose_secret()) {
                     Ok(req) => self.execute(sid, &req, sealed.encrypted),
-                    Err(e) => Reply { result: Err(e), audit: None },
+                    Err(e) => Reply {
+                        result: Err(e),
+                        audit: None,
+                    },
                 };
-                let close = matches!(reply.result, Ok(Response::Done)) && Request::decode(plain.expose_secret()).is_ok_and(|r| r == Request::CloseSession);
+                let close = matches!(reply.result, Ok(Response::Done))
+                    && Request::decode(plain.expose_secret())
+                        .is_ok_and(|r| r == Request::CloseSession);
                 let encoded = Zeroizing::new(reply.encode());
                 let out = match self.sessions.get(&sid) {
-                    Some(s) => match s.keys.seal(Direction::Response, counter, sealed.encrypted, &encoded) {
-                        Ok(f) => ResponseFrame::Sealed(f),
-                        Err(e) => ResponseFrame::Refused(e.to_string()),
-                    },
+                    Some(s) => {
+                        match s
+                            .keys
+                            .seal(Direction::Response, counter, sealed.encrypted, &encoded)
+                        {
+                            Ok(f) => ResponseFrame::Sealed(f),
+                            Err(e) => ResponseFrame::Refused(e.to_string()),
+                        }
+                    }
                     None => ResponseFrame::Refused(SessionError::UnknownSession.to_string()),
                 };
                 if close {
@@ -423,7 +461,12 @@ impl Module {
     fn open_session(&mut self, client_public: &[u8; 32]) -> Result<ResponseFrame, SessionError> {
         if self.sessions.len() >= self.max_sessions {
             // Make room by closing sessions nobody is logged on to.
-            let idle: Vec<u64> = self.sessions.iter().filter(|(_, s)| s.user.is_none()).map(|(k, _)| *k).collect();
+            let idle: Vec<u64> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.user.is_none())
+                .map(|(k, _)| *k)
+                .collect();
             match idle.first() {
                 Some(k) => {
                     self.sessions.remove(k);
@@ -433,17 +476,34 @@ impl Module {
         }
         let eph = X25519Ephemeral::generate().map_err(|_| SessionError::KeyAgreement)?;
         let module_public = eph.public_key();
-        let shared = eph.agree(client_public).map_err(|_| SessionError::KeyAgreement)?;
+        let shared = eph
+            .agree(client_public)
+            .map_err(|_| SessionError::KeyAgreement)?;
         let session_id = loop {
-            let id = u64::from_be_bytes(self.rng.array::<8>().map_err(|_| SessionError::KeyAgreement)?);
+            let id = u64::from_be_bytes(
+                self.rng
+                    .array::<8>()
+                    .map_err(|_| SessionError::KeyAgreement)?,
+            );
             if !self.sessions.contains_key(&id) {
                 break id;
             }
         };
         let keys = SessionKeys::derive(&shared, client_public, &module_public, session_id);
         let confirm = keys.confirm();
-        self.sessions.insert(session_id, Session { keys, next_counter: 0, user: None });
-        Ok(ResponseFrame::Opened { session_id, module_public, confirm })
+        self.sessions.insert(
+            session_id,
+            Session {
+                keys,
+                next_counter: 0,
+                user: None,
+            },
+        );
+        Ok(ResponseFrame::Opened {
+            session_id,
+            module_public,
+            confirm,
+        })
     }
 
     /// Drops a session whose connection went away, logging its user off.
@@ -451,7 +511,12 @@ impl Module {
         if let Some(s) = self.sessions.remove(&session_id)
             && let Some(u) = s.user
         {
-            let _ = self.audit_side_event(CommandKind::Logoff, Some((&u.user_id, u.role)), "disconnected", vec![]);
+            let _ = self.audit_side_event(
+                CommandKind::Logoff,
+                Some((&u.user_id, u.role)),
+                "disconnected",
+                vec![],
+            );
         }
     }
 
@@ -461,17 +526,32 @@ impl Module {
         let spec = kind.spec();
         let now = self.now();
         // Idle logoff (logon time-out of the account).
-        let timed_out = self.sessions.get(&sid).and_then(|s| s.user.as_ref()).and_then(|u| {
-            let limit = self.nvm.users.iter().find(|r| r.user_id == u.user_id).map(|r| r.logon_timeout_secs).unwrap_or(0);
-            (now - u.last_activity > i64::from(limit)).then(|| (u.user_id.clone(), u.role))
-        });
+        let timed_out = self
+            .sessions
+            .get(&sid)
+            .and_then(|s| s.user.as_ref())
+            .and_then(|u| {
+                let limit = self
+                    .nvm
+                    .users
+                    .iter()
+                    .find(|r| r.user_id == u.user_id)
+                    .map(|r| r.logon_timeout_secs)
+                    .unwrap_or(0);
+                (now - u.last_activity > i64::from(limit)).then(|| (u.user_id.clone(), u.role))
+            });
         if let Some((uid, role)) = timed_out {
             if let Some(s) = self.sessions.get_mut(&sid) {
                 s.user = None;
             }
-            let _ = self.audit_side_event(CommandKind::Logoff, Some((&uid, role)), "timeout", vec![]);
+            let _ =
+                self.audit_side_event(CommandKind::Logoff, Some((&uid, role)), "timeout", vec![]);
         }
-        let user = self.sessions.get(&sid).and_then(|s| s.user.as_ref()).map(|u| (u.user_id.clone(), u.role));
+        let user = self
+            .sessions
+            .get(&sid)
+            .and_then(|s| s.user.as_ref())
+            .map(|u| (u.user_id.clone(), u.role));
         let role = user.as_ref().map(|u| u.1).unwrap_or(Role::NoRole);
         let state = self.current;
 
@@ -479,18 +559,28 @@ impl Module {
             let err = if state == ModuleState::Error && kind != CommandKind::GetStatus {
                 ModuleError::InError(self.error.clone().unwrap_or_default())
             } else {
-                ModuleError::Denied { command: kind.name().into(), state, role }
+                ModuleError::Denied {
+                    command: kind.name().into(),
+                    state,
+                    role,
+                }
             };
             let audit = if spec.audit != Audit::None && state != ModuleState::Error {
                 self.audit_refusal(kind, &user, &err, vec![])
             } else {
                 None
             };
-            return Reply { result: Err(err), audit };
+            return Reply {
+                result: Err(err),
+                audit,
+            };
         }
         if spec.encrypted && !encrypted {
             let err = ModuleError::EncryptionRequired(kind.name().into());
-            return Reply { result: Err(err), audit: None };
+            return Reply {
+                result: Err(err),
+                audit: None,
+            };
         }
         if let Some(s) = self.sessions.get_mut(&sid)
             && let Some(u) = s.user.as_mut()
@@ -499,12 +589,20 @@ impl Module {
         }
 
         // Snapshot so that a failed command changes nothing.
-        let snapshot = (self.nvm.clone(), self.current, self.export.clone(), self.import.clone());
+        let snapshot = (
+            self.nvm.clone(),
+            self.current,
+            self.export.clone(),
+            self.import.clone(),
+        );
         self.keep_on_error = false;
         let result = self.dispatch(sid, req, &user);
 
         if self.powered_off {
-            return Reply { result: Err(ModuleError::Storage("simulated power loss".into())), audit: None };
+            return Reply {
+                result: Err(ModuleError::Storage("simulated power loss".into())),
+                audit: None,
+            };
         }
         match result {
             Err(err) => {
@@ -515,14 +613,24 @@ impl Module {
                     Request::Logon { user_id, .. } => vec![("user", user_id.clone())],
                     _ => vec![],
                 };
-                let audit = if spec.audit != Audit::None { self.audit_refusal(kind, &user, &err, data) } else { None };
+                let audit = if spec.audit != Audit::None {
+                    self.audit_refusal(kind, &user, &err, data)
+                } else {
+                    None
+                };
                 if self.keep_on_error && audit.is_none() {
                     // The failure itself must be remembered (e.g. a failed logon count).
                     if let Err(e) = self.persist() {
-                        return Reply { result: Err(e), audit: None };
+                        return Reply {
+                            result: Err(e),
+                            audit: None,
+                        };
                     }
                 }
-                Reply { result: Err(err), audit }
+                Reply {
+                    result: Err(err),
+                    audit,
+                }
             }
             Ok(outcome) => self.finish(kind, spec.audit, &user, outcome, snapshot),
         }
@@ -537,11 +645,22 @@ impl Module {
         outcome: Outcome,
         snapshot: (NvmImage, ModuleState, Option<ExportJob>, Option<ImportJob>),
     ) -> Reply {
-        let Outcome { response, data, after, force_sign } = outcome;
+        let Outcome {
+            response,
+            data,
+            after,
+            force_sign,
+        } = outcome;
         let mut entry = None;
         if audit != Audit::None && self.audit_key.is_some() {
             let sign = audit == Audit::Signed || force_sign;
-            match self.make_entry(kind, user.as_ref().map(|(u, r)| (u.as_str(), *r)), "ok", data, sign) {
+            match self.make_entry(
+                kind,
+                user.as_ref().map(|(u, r)| (u.as_str(), *r)),
+                "ok",
+                data,
+                sign,
+            ) {
                 Ok(e) => entry = Some(e),
                 Err(e) => {
                     // The entry could not be completed: the seed sends the module to Error.
@@ -562,16 +681,25 @@ impl Module {
         }
         if self.crash_at == Some(CrashPoint::BeforeWrite) {
             self.powered_off = true;
-            return Reply { result: Err(ModuleError::Storage("simulated power loss".into())), audit: None };
+            return Reply {
+                result: Err(ModuleError::Storage("simulated power loss".into())),
+                audit: None,
+            };
         }
         if let Err(e) = self.persist() {
             (self.nvm, _, self.export, self.import) = snapshot;
             self.fail_soft(&e.to_string());
-            return Reply { result: Err(e), audit: None };
+            return Reply {
+                result: Err(e),
+                audit: None,
+            };
         }
         if self.crash_at == Some(CrashPoint::AfterRename) {
             self.powered_off = true;
-            return Reply { result: Err(ModuleError::Storage("simulated power loss".into())), audit: None };
+            return Reply {
+                result: Err(ModuleError::Storage("simulated power loss".into())),
+                audit: None,
+            };
         }
         if let Some(e) = entry.as_ref() {
             let stored = if self.audit_fault == Some(AuditFault::ChainBroken) {
@@ -581,19 +709,29 @@ impl Module {
             };
             if let Err(err) = stored {
                 // The chain advanced in NVM but the entry is lost: the audit is broken for good.
-                self.fail_fatal(&format!("audit entry {} could not be stored ({err}); the audit chain is broken", e.seq));
+                self.fail_fatal(&format!(
+                    "audit entry {} could not be stored ({err}); the audit chain is broken",
+                    e.seq
+                ));
                 return Reply {
-                    result: Err(ModuleError::Storage("the audit entry could not be stored; the module is in Error".into())),
+                    result: Err(ModuleError::Storage(
+                        "the audit entry could not be stored; the module is in Error".into(),
+                    )),
                     audit: entry,
                 };
             }
         }
-        Reply { result: Ok(response), audit: entry }
+        Reply {
+            result: Ok(response),
+            audit: entry,
+        }
     }
 
     fn persist(&mut self) -> Result<(), ModuleError> {
         if !self.nvm_readable {
-            return Err(ModuleError::Storage("the NVM is unreadable; only Reset can replace it".into()));
+            return Err(ModuleError::Storage(
+                "the NVM is unreadable; only Reset can replace it".into(),
+            ));
         }
         match self.store.store(&self.nvm, self.crash_at) {
             Ok(()) => Ok(()),
@@ -633,7 +771,10 @@ impl Module {
             data: data.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             signature: None,
         };
-        let sign = force_sign || self.boot_pending || audit.since_signed + 1 >= audit.sign_every || entry.seq == 0;
+        let sign = force_sign
+            || self.boot_pending
+            || audit.since_signed + 1 >= audit.sign_every
+            || entry.seq == 0;
         let mut sign_error = None;
         if sign {
             let key = self.audit_key.as_ref().ok_or("no audit key")?;
@@ -643,12 +784,19 @@ impl Module {
                 entry.sign(key).map_err(|e| e.to_string())
             };
             if let Err(e) = res {
-                sign_error = Some(format!("audit entry {} could not be signed: {e}", entry.seq));
+                sign_error = Some(format!(
+                    "audit entry {} could not be signed: {e}",
+                    entry.seq
+                ));
             }
         }
         audit.next_seq += 1;
         audit.last_hash = entry.hash();
-        audit.since_signed = if entry.signature.is_some() { 0 } else { audit.since_signed + 1 };
+        audit.since_signed = if entry.signature.is_some() {
+            0
+        } else {
+            audit.since_signed + 1
+        };
         if entry.signature.is_some() {
             self.boot_pending = false;
         }
@@ -665,18 +813,35 @@ impl Module {
     }
 
     /// Audits a refused command (the refusal itself is a sensitive event).
-    fn audit_refusal(&mut self, kind: CommandKind, user: &Option<(String, Role)>, err: &ModuleError, data: AuditData) -> Option<AuditEntry> {
+    fn audit_refusal(
+        &mut self,
+        kind: CommandKind,
+        user: &Option<(String, Role)>,
+        err: &ModuleError,
+        data: AuditData,
+    ) -> Option<AuditEntry> {
         self.audit_key.as_ref()?;
         if !self.nvm_readable {
             return None;
         }
         let mut data = data;
         data.push(("error", err.to_string()));
-        self.audit_side_event(kind, user.as_ref().map(|(u, r)| (u.as_str(), *r)), err.reason_code(), data)
+        self.audit_side_event(
+            kind,
+            user.as_ref().map(|(u, r)| (u.as_str(), *r)),
+            err.reason_code(),
+            data,
+        )
     }
 
     /// Writes an audit entry outside the normal command path (refusals, idle logoffs).
-    fn audit_side_event(&mut self, kind: CommandKind, user: Option<(&str, Role)>, reason: &str, data: AuditData) -> Option<AuditEntry> {
+    fn audit_side_event(
+        &mut self,
+        kind: CommandKind,
+        user: Option<(&str, Role)>,
+        reason: &str,
+        data: AuditData,
+    ) -> Option<AuditEntry> {
         self.audit_key.as_ref()?;
         let entry = self.make_entry(kind, user, reason, data, false).ok()?;
         if self.persist().is_err() {
@@ -684,7 +849,10 @@ impl Module {
             return None;
         }
         if self.sink.append(&entry).is_err() {
-            self.fail_fatal(&format!("audit entry {} could not be stored; the audit chain is broken", entry.seq));
+            self.fail_fatal(&format!(
+                "audit entry {} could not be stored; the audit chain is broken",
+                entry.seq
+            ));
         }
         Some(entry)
     }
@@ -714,7 +882,10 @@ impl Module {
     }
 
     fn active_mks(&self) -> Result<&Mks, ModuleError> {
-        self.nvm.mks_active.as_ref().ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))
+        self.nvm
+            .mks_active
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))
     }
 
     fn status(&self, sid: u64) -> Status {
@@ -738,7 +909,12 @@ impl Module {
             },
             time: self.now(),
             audit_next_seq: self.nvm.audit.as_ref().map(|a| a.next_seq).unwrap_or(0),
-            self_tests: self.selftests.results.iter().map(|r| (r.test.to_string(), r.failure.is_none())).collect(),
+            self_tests: self
+                .selftests
+                .results
+                .iter()
+                .map(|r| (r.test.to_string(), r.failure.is_none()))
+                .collect(),
         }
     }
 
@@ -778,7 +954,12 @@ impl Module {
         self.current = ModuleState::Uninitialized;
     }
 
-    fn dispatch(&mut self, sid: u64, req: &Request, user: &Option<(String, Role)>) -> Result<Outcome, ModuleError> {
+    fn dispatch(
+        &mut self,
+        sid: u64,
+        req: &Request,
+        user: &Option<(String, Role)>,
+    ) -> Result<Outcome, ModuleError> {
         let now = self.now();
         let me = user.as_ref().map(|u| u.0.clone()).unwrap_or_default();
         match req {
@@ -789,8 +970,12 @@ impl Module {
                 Ok(Outcome::new(Response::Done))
             }
             Request::GetStatus => Ok(Outcome::new(Response::Status(Box::new(self.status(sid))))),
-            Request::QueryCurrentRole => Ok(Outcome::new(Response::Role(user.as_ref().map(|u| u.1).unwrap_or(Role::NoRole)))),
-            Request::QueryCurrentUser => Ok(Outcome::new(Response::User(user.as_ref().map(|u| u.0.clone())))),
+            Request::QueryCurrentRole => Ok(Outcome::new(Response::Role(
+                user.as_ref().map(|u| u.1).unwrap_or(Role::NoRole),
+            ))),
+            Request::QueryCurrentUser => Ok(Outcome::new(Response::User(
+                user.as_ref().map(|u| u.0.clone()),
+            ))),
             Request::StartInitialization { time } => self.cmd_start_initialization(*time),
             Request::InitializeAccessControl { users } => self.cmd_init_access(users, now),
             Request::Logon { user_id, password } => self.cmd_logon(sid, user_id, password, now),
@@ -802,20 +987,31 @@ impl Module {
             }
             Request::ChangePassword { old, new } => {
                 let (rng, argon2) = (&mut self.rng, self.argon2);
-                let rec = self.nvm.users.iter_mut().find(|u| u.user_id == me).ok_or(ModuleError::LogonFailed)?;
+                let rec = self
+                    .nvm
+                    .users
+                    .iter_mut()
+                    .find(|u| u.user_id == me)
+                    .ok_or(ModuleError::LogonFailed)?;
                 if !password::verify_password(&rec.password_hash, old.expose_secret().as_bytes())? {
-                    return Err(ModuleError::PasswordRejected("the current password is wrong".into()));
+                    return Err(ModuleError::PasswordRejected(
+                        "the current password is wrong".into(),
+                    ));
                 }
                 access::set_password(rng, argon2, rec, new, now)?;
                 Ok(Outcome::new(Response::Done))
             }
             Request::SetClock { time } => {
                 if *time <= 0 {
-                    return Err(ModuleError::Invalid("time must be a positive Unix time".into()));
+                    return Err(ModuleError::Invalid(
+                        "time must be a positive Unix time".into(),
+                    ));
                 }
                 let old = now;
                 self.nvm.clock_offset = *time - self.clock.now();
-                Ok(Outcome::new(Response::Done).with("old_time", old.to_string()).with("new_time", time.to_string()))
+                Ok(Outcome::new(Response::Done)
+                    .with("old_time", old.to_string())
+                    .with("new_time", time.to_string()))
             }
             Request::BeginAdmin => {
                 self.transition(ModuleState::Administrative)?;
@@ -827,14 +1023,24 @@ impl Module {
             }
             Request::CreateUser { user } => {
                 if self.nvm.users.iter().any(|u| u.user_id == user.user_id) {
-                    return Err(ModuleError::Invalid(format!("user {} already exists", user.user_id)));
+                    return Err(ModuleError::Invalid(format!(
+                        "user {} already exists",
+                        user.user_id
+                    )));
                 }
                 let rec = access::new_record(&mut self.rng, self.argon2, user, now)?;
                 self.nvm.users.push(rec);
-                Ok(Outcome::new(Response::Done).with("user", user.user_id.clone()).with("role", user.role.as_str()))
+                Ok(Outcome::new(Response::Done)
+                    .with("user", user.user_id.clone())
+                    .with("role", user.role.as_str()))
             }
             Request::DeleteUser { user_id } => self.cmd_delete_user(user_id, &me),
-            Request::ModifyUser { user_id, settings, new_password, unlock } => {
+            Request::ModifyUser {
+                user_id,
+                settings,
+                new_password,
+                unlock,
+            } => {
                 let (rng, argon2) = (&mut self.rng, self.argon2);
                 let rec = self
                     .nvm
@@ -858,11 +1064,15 @@ impl Module {
                 }
                 Ok(o)
             }
-            Request::ViewUsers => Ok(Outcome::new(Response::Users(self.nvm.users.iter().map(UserRecord::view).collect()))),
+            Request::ViewUsers => Ok(Outcome::new(Response::Users(
+                self.nvm.users.iter().map(UserRecord::view).collect(),
+            ))),
             Request::GenerateMks => self.cmd_generate_mks(),
             Request::GenerateTransportKey => {
                 if self.nvm.transport_key.is_some() || self.nvm.mks_active.is_some() {
-                    return Err(ModuleError::KeyState("this module already has a transport key or an MKS".into()));
+                    return Err(ModuleError::KeyState(
+                        "this module already has a transport key or an MKS".into(),
+                    ));
                 }
                 self.enter(ModuleState::ImportingShares)?;
                 let kp = HpkeKeyPair::generate(&mut self.rng, &self.faults).inspect_err(|_| {
@@ -873,17 +1083,27 @@ impl Module {
                 self.import = Some(ImportJob::default());
                 self.commit_state(ModuleState::ImportingShares);
                 let public = kp.public_key();
-                Ok(Outcome::new(Response::TransportKey(public.to_vec())).with("transport_key", hex::encode(public)))
+                Ok(Outcome::new(Response::TransportKey(public.to_vec()))
+                    .with("transport_key", hex::encode(public)))
             }
             Request::ExportTransportKey => {
                 let secret = self.nvm.transport_key.as_ref().ok_or_else(|| {
                     ModuleError::KeyState("this module has no transport key (only a clone generates one, in Initializing)".into())
                 })?;
                 let kp = HpkeKeyPair::from_secret(&SecretKey32::from_bytes(**secret))?;
-                Ok(Outcome::new(Response::TransportKey(kp.public_key().to_vec())))
+                Ok(Outcome::new(Response::TransportKey(
+                    kp.public_key().to_vec(),
+                )))
             }
-            Request::CreateMksShares { count, threshold, slot } => self.cmd_create_shares(*count, *threshold, *slot),
-            Request::ExportShare { transport_public_key, exportable } => self.cmd_export_share(&me, transport_public_key, *exportable),
+            Request::CreateMksShares {
+                count,
+                threshold,
+                slot,
+            } => self.cmd_create_shares(*count, *threshold, *slot),
+            Request::ExportShare {
+                transport_public_key,
+                exportable,
+            } => self.cmd_export_share(&me, transport_public_key, *exportable),
             Request::AbortExport => {
                 self.enter(ModuleState::Operational)?;
                 self.export = None;
@@ -913,63 +1133,129 @@ impl Module {
                     _ => false,
                 };
                 if !newer {
-                    return Err(ModuleError::KeyState("there is no newer dormant MKS to activate".into()));
+                    return Err(ModuleError::KeyState(
+                        "there is no newer dormant MKS to activate".into(),
+                    ));
                 }
                 std::mem::swap(&mut self.nvm.mks_active, &mut self.nvm.mks_dormant);
                 let info = self.active_mks()?.info();
-                Ok(Outcome::new(Response::Mks(info.clone())).with("active_mks", info.id).with("generation", info.generation.to_string()))
+                Ok(Outcome::new(Response::Mks(info.clone()))
+                    .with("active_mks", info.id)
+                    .with("generation", info.generation.to_string()))
             }
             Request::DeleteDormantMks => {
-                let d = self.nvm.mks_dormant.take().ok_or_else(|| ModuleError::KeyState("there is no dormant MKS".into()))?;
+                let d = self
+                    .nvm
+                    .mks_dormant
+                    .take()
+                    .ok_or_else(|| ModuleError::KeyState("there is no dormant MKS".into()))?;
                 Ok(Outcome::new(Response::Done).with("deleted_mks", hex::encode(d.id)))
             }
             Request::TranslateToken { token } => {
                 let (old, new) = match (&self.nvm.mks_dormant, &self.nvm.mks_active) {
                     (Some(d), Some(a)) if d.generation < a.generation => (d, a),
-                    _ => return Err(ModuleError::KeyState("translation needs a previous (dormant) MKS and a newer active one".into())),
+                    _ => {
+                        return Err(ModuleError::KeyState(
+                            "translation needs a previous (dormant) MKS and a newer active one"
+                                .into(),
+                        ));
+                    }
                 };
                 let key = old.unwrap(token, now)?;
-                let t = new.wrap(&mut self.rng, token.key_type, token.usage, token.expires, token.exportable, &token.identity, key.expose_secret())?;
+                let t = new.wrap(
+                    &mut self.rng,
+                    token.key_type,
+                    token.usage,
+                    token.expires,
+                    token.exportable,
+                    &token.identity,
+                    key.expose_secret(),
+                )?;
                 let check = self.token_check(&t, &key)?;
-                Ok(Outcome::new(Response::Token { token: t, check }).with("identity", token.identity.clone()))
+                Ok(Outcome::new(Response::Token { token: t, check })
+                    .with("identity", token.identity.clone()))
             }
-            Request::CreateKeyToken { key_type, usage, identity, exportable, expires } => {
+            Request::CreateKeyToken {
+                key_type,
+                usage,
+                identity,
+                exportable,
+                expires,
+            } => {
                 if identity.is_empty() || identity.len() > 256 {
-                    return Err(ModuleError::Invalid("identity must be 1 to 256 bytes".into()));
+                    return Err(ModuleError::Invalid(
+                        "identity must be 1 to 256 bytes".into(),
+                    ));
                 }
                 let key = self.generate_key(*key_type)?;
-                let mks = self.nvm.mks_active.as_ref().ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
-                let t = mks.wrap(&mut self.rng, *key_type, *usage, *expires, *exportable, identity, key.expose_secret())?;
+                let mks =
+                    self.nvm.mks_active.as_ref().ok_or_else(|| {
+                        ModuleError::KeyState("this module has no active MKS".into())
+                    })?;
+                let t = mks.wrap(
+                    &mut self.rng,
+                    *key_type,
+                    *usage,
+                    *expires,
+                    *exportable,
+                    identity,
+                    key.expose_secret(),
+                )?;
                 let check = self.token_check(&t, &key)?;
-                Ok(Outcome::new(Response::Token { token: t, check: check.clone() }).with("identity", identity.clone()).with("kcv", check.kcv))
+                Ok(Outcome::new(Response::Token {
+                    token: t,
+                    check: check.clone(),
+                })
+                .with("identity", identity.clone())
+                .with("kcv", check.kcv))
             }
             Request::CheckKeyToken { token } => {
                 let mks = [&self.nvm.mks_active, &self.nvm.mks_dormant]
                     .into_iter()
                     .flatten()
                     .find(|m| m.id == token.mks_id)
-                    .ok_or_else(|| ModuleError::KeyState(format!("token is sealed under MKS {}, which this module does not hold", hex::encode(token.mks_id))))?;
+                    .ok_or_else(|| {
+                        ModuleError::KeyState(format!(
+                            "token is sealed under MKS {}, which this module does not hold",
+                            hex::encode(token.mks_id)
+                        ))
+                    })?;
                 let key = mks.unwrap(token, now)?;
                 let check = self.token_check(token, &key)?;
-                Ok(Outcome::new(Response::TokenCheck(check.clone())).with("identity", token.identity.clone()).with("kcv", check.kcv))
+                Ok(Outcome::new(Response::TokenCheck(check.clone()))
+                    .with("identity", token.identity.clone())
+                    .with("kcv", check.kcv))
             }
-            Request::InitializeCryptoCard { keys, ca_certificate, provider_public_key } => {
-                self.cmd_crypto_card(keys, ca_certificate.as_deref(), provider_public_key.as_deref(), now)
-            }
+            Request::InitializeCryptoCard {
+                keys,
+                ca_certificate,
+                provider_public_key,
+            } => self.cmd_crypto_card(
+                keys,
+                ca_certificate.as_deref(),
+                provider_public_key.as_deref(),
+                now,
+            ),
             Request::CreateAuditKey => {
                 let k = EcdsaP256KeyPair::generate(&self.faults)?;
                 let public = k.public_key();
-                let mut o = Outcome::new(Response::AuditKey(public.to_vec())).with("new_audit_key", hex::encode(public));
+                let mut o = Outcome::new(Response::AuditKey(public.to_vec()))
+                    .with("new_audit_key", hex::encode(public));
                 o.after = AfterAudit::InstallAuditKey(Box::new(k));
                 Ok(o)
             }
             Request::ExportAuditKey => {
-                let k = self.audit_key.as_ref().ok_or_else(|| ModuleError::KeyState("no audit key".into()))?;
+                let k = self
+                    .audit_key
+                    .as_ref()
+                    .ok_or_else(|| ModuleError::KeyState("no audit key".into()))?;
                 Ok(Outcome::new(Response::AuditKey(k.public_key().to_vec())))
             }
             Request::CreateAuditEntry { note, sign } => {
                 if note.len() > 1024 {
-                    return Err(ModuleError::Invalid("note must be at most 1024 bytes".into()));
+                    return Err(ModuleError::Invalid(
+                        "note must be at most 1024 bytes".into(),
+                    ));
                 }
                 let mut o = Outcome::new(Response::Done).with("note", note.clone());
                 o.force_sign = *sign;
@@ -977,7 +1263,11 @@ impl Module {
             }
             Request::RunSelfTests => {
                 let report = selftest::run_power_up(&self.faults);
-                let list = report.results.iter().map(|r| (r.test.to_string(), r.failure.is_none())).collect();
+                let list = report
+                    .results
+                    .iter()
+                    .map(|r| (r.test.to_string(), r.failure.is_none()))
+                    .collect();
                 let failed = report.first_failure();
                 self.selftests = report;
                 if let Some(t) = failed {
@@ -1002,7 +1292,9 @@ impl Module {
 
     fn cmd_start_initialization(&mut self, time: i64) -> Result<Outcome, ModuleError> {
         if time <= 0 {
-            return Err(ModuleError::Invalid("time must be a positive Unix time".into()));
+            return Err(ModuleError::Invalid(
+                "time must be a positive Unix time".into(),
+            ));
         }
         let audit_key = EcdsaP256KeyPair::generate(&self.faults)?;
         let module_id = self.rng.array::<16>()?;
@@ -1023,26 +1315,39 @@ impl Module {
         self.export = None;
         self.import = None;
         self.commit_state(ModuleState::Initializing);
-        Ok(Outcome::new(Response::AuditKey(public.to_vec())).with("audit_key", hex::encode(public)).with("time", time.to_string()))
+        Ok(Outcome::new(Response::AuditKey(public.to_vec()))
+            .with("audit_key", hex::encode(public))
+            .with("time", time.to_string()))
     }
 
     fn cmd_init_access(&mut self, users: &[NewUser], now: i64) -> Result<Outcome, ModuleError> {
         if !self.nvm.users.is_empty() {
-            return Err(ModuleError::Invalid("the access control database is already initialized".into()));
+            return Err(ModuleError::Invalid(
+                "the access control database is already initialized".into(),
+            ));
         }
         let count = |r: Role| users.iter().filter(|u| u.role == r).count();
-        if count(Role::Administrator) != 1 || count(Role::SecurityOfficer) != 1 || count(Role::KeyCustodian) < 2 {
+        if count(Role::Administrator) != 1
+            || count(Role::SecurityOfficer) != 1
+            || count(Role::KeyCustodian) < 2
+        {
             return Err(ModuleError::Invalid(
                 "initialize access control with exactly one administrator, one security officer and at least two key custodians".into(),
             ));
         }
         if users.len() != 2 + count(Role::KeyCustodian) {
-            return Err(ModuleError::Invalid("other roles are created later by the Administrator, in Administrative state".into()));
+            return Err(ModuleError::Invalid(
+                "other roles are created later by the Administrator, in Administrative state"
+                    .into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for u in users {
             if !seen.insert(u.user_id.as_str()) {
-                return Err(ModuleError::Invalid(format!("user ID {} appears twice", u.user_id)));
+                return Err(ModuleError::Invalid(format!(
+                    "user ID {} appears twice",
+                    u.user_id
+                )));
             }
         }
         let mut records = Vec::with_capacity(users.len());
@@ -1050,11 +1355,21 @@ impl Module {
             records.push(access::new_record(&mut self.rng, self.argon2, u, now)?);
         }
         self.nvm.users = records;
-        let list = users.iter().map(|u| format!("{}:{}", u.user_id, u.role)).collect::<Vec<_>>().join(",");
+        let list = users
+            .iter()
+            .map(|u| format!("{}:{}", u.user_id, u.role))
+            .collect::<Vec<_>>()
+            .join(",");
         Ok(Outcome::new(Response::Done).with("users", list))
     }
 
-    fn cmd_logon(&mut self, sid: u64, user_id: &str, pw: &Password, now: i64) -> Result<Outcome, ModuleError> {
+    fn cmd_logon(
+        &mut self,
+        sid: u64,
+        user_id: &str,
+        pw: &Password,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
         let argon2 = self.argon2;
         let Some(rec) = self.user_record(user_id) else {
             // Same work as a real check, so timing does not reveal which users exist.
@@ -1071,7 +1386,11 @@ impl Module {
             rec.failures += 1;
             let locked = rec.failures >= rec.failure_limit;
             self.keep_on_error = true;
-            return Err(if locked { ModuleError::Locked(user_id.into()) } else { ModuleError::LogonFailed });
+            return Err(if locked {
+                ModuleError::Locked(user_id.into())
+            } else {
+                ModuleError::LogonFailed
+            });
         }
         if now >= rec.password_expires {
             return Err(ModuleError::PasswordExpired(user_id.into()));
@@ -1079,14 +1398,25 @@ impl Module {
         rec.failures = 0;
         rec.last_logon = Some(now);
         let role = rec.role;
-        let s = self.sessions.get_mut(&sid).ok_or(ModuleError::Invalid("no session".into()))?;
-        s.user = Some(LoggedOn { user_id: user_id.to_string(), role, last_activity: now });
-        Ok(Outcome::new(Response::Role(role)).with("user", user_id).with("role", role.as_str()))
+        let s = self
+            .sessions
+            .get_mut(&sid)
+            .ok_or(ModuleError::Invalid("no session".into()))?;
+        s.user = Some(LoggedOn {
+            user_id: user_id.to_string(),
+            role,
+            last_activity: now,
+        });
+        Ok(Outcome::new(Response::Role(role))
+            .with("user", user_id)
+            .with("role", role.as_str()))
     }
 
     fn cmd_delete_user(&mut self, user_id: &str, me: &str) -> Result<Outcome, ModuleError> {
         if user_id == me {
-            return Err(ModuleError::Invalid("you cannot delete your own account".into()));
+            return Err(ModuleError::Invalid(
+                "you cannot delete your own account".into(),
+            ));
         }
         let pos = self
             .nvm
@@ -1112,24 +1442,32 @@ impl Module {
                 s.user = None;
             }
         }
-        Ok(Outcome::new(Response::Done).with("user", user_id).with("role", role.as_str()))
+        Ok(Outcome::new(Response::Done)
+            .with("user", user_id)
+            .with("role", role.as_str()))
     }
 
     fn cmd_generate_mks(&mut self) -> Result<Outcome, ModuleError> {
         match self.current {
             ModuleState::Initializing => {
                 if self.nvm.mks_active.is_some() || self.nvm.transport_key.is_some() {
-                    return Err(ModuleError::KeyState("this module already has an MKS or a transport key".into()));
+                    return Err(ModuleError::KeyState(
+                        "this module already has an MKS or a transport key".into(),
+                    ));
                 }
                 if self.nvm.users.is_empty() {
-                    return Err(ModuleError::Invalid("initialize access control first".into()));
+                    return Err(ModuleError::Invalid(
+                        "initialize access control first".into(),
+                    ));
                 }
                 self.enter(ModuleState::Operational)?;
                 let mks = Mks::generate(&mut self.rng, 1)?;
                 let info = mks.info();
                 self.nvm.mks_active = Some(mks);
                 self.commit_state(ModuleState::Operational);
-                Ok(Outcome::new(Response::Mks(info.clone())).with("mks", info.id).with("generation", "1"))
+                Ok(Outcome::new(Response::Mks(info.clone()))
+                    .with("mks", info.id)
+                    .with("generation", "1"))
             }
             _ => {
                 if self.nvm.mks_dormant.is_some() {
@@ -1141,16 +1479,30 @@ impl Module {
                 let mks = Mks::generate(&mut self.rng, generation)?;
                 let info = mks.info();
                 self.nvm.mks_dormant = Some(mks);
-                Ok(Outcome::new(Response::Mks(info.clone())).with("mks", info.id).with("generation", generation.to_string()))
+                Ok(Outcome::new(Response::Mks(info.clone()))
+                    .with("mks", info.id)
+                    .with("generation", generation.to_string()))
             }
         }
     }
 
-    fn cmd_create_shares(&mut self, count: u8, threshold: u8, slot: MksSlot) -> Result<Outcome, ModuleError> {
+    fn cmd_create_shares(
+        &mut self,
+        count: u8,
+        threshold: u8,
+        slot: MksSlot,
+    ) -> Result<Outcome, ModuleError> {
         if count < 2 || threshold < 2 || threshold > count {
-            return Err(ModuleError::Invalid(format!("need 2 <= threshold <= count, got {threshold} of {count}")));
+            return Err(ModuleError::Invalid(format!(
+                "need 2 <= threshold <= count, got {threshold} of {count}"
+            )));
         }
-        let custodians = self.nvm.users.iter().filter(|u| u.role == Role::KeyCustodian).count();
+        let custodians = self
+            .nvm
+            .users
+            .iter()
+            .filter(|u| u.role == Role::KeyCustodian)
+            .count();
         if usize::from(count) > custodians {
             return Err(ModuleError::Invalid(format!(
                 "{count} shares need {count} key custodians (one share each), but only {custodians} exist; create more first"
@@ -1162,7 +1514,10 @@ impl Module {
         }
         .ok_or_else(|| ModuleError::KeyState(format!("there is no {slot:?} MKS")))?;
         if !mks.exportable {
-            return Err(ModuleError::KeyState(format!("MKS {} is retained: it cannot be exported from this module", hex::encode(mks.id))));
+            return Err(ModuleError::KeyState(format!(
+                "MKS {} is retained: it cannot be exported from this module",
+                hex::encode(mks.id)
+            )));
         }
         let (id, generation) = (mks.id, mks.generation);
         let secret = mks.share_secret();
@@ -1185,24 +1540,53 @@ impl Module {
             .with("threshold", threshold.to_string()))
     }
 
-    fn share_aad(header: &ShareHeader, index: u8, transport_key_hash: &str, source: &str) -> Vec<u8> {
-        postcard::to_stdvec(&("postvault mks share", header, index, transport_key_hash, source)).expect("encoding into a Vec cannot fail")
+    fn share_aad(
+        header: &ShareHeader,
+        index: u8,
+        transport_key_hash: &str,
+        source: &str,
+    ) -> Vec<u8> {
+        postcard::to_stdvec(&(
+            "postvault mks share",
+            header,
+            index,
+            transport_key_hash,
+            source,
+        ))
+        .expect("encoding into a Vec cannot fail")
     }
 
-    fn cmd_export_share(&mut self, me: &str, transport_key: &[u8], exportable: bool) -> Result<Outcome, ModuleError> {
-        let tk: [u8; 32] = transport_key
-            .try_into()
-            .map_err(|_| ModuleError::Invalid(format!("a transport public key has 32 bytes, not {}", transport_key.len())))?;
+    fn cmd_export_share(
+        &mut self,
+        me: &str,
+        transport_key: &[u8],
+        exportable: bool,
+    ) -> Result<Outcome, ModuleError> {
+        let tk: [u8; 32] = transport_key.try_into().map_err(|_| {
+            ModuleError::Invalid(format!(
+                "a transport public key has 32 bytes, not {}",
+                transport_key.len()
+            ))
+        })?;
         let source = hex::encode(self.nvm.module_id);
-        let job = self.export.as_mut().ok_or_else(|| ModuleError::KeyState("no share export in progress".into()))?;
+        let job = self
+            .export
+            .as_mut()
+            .ok_or_else(|| ModuleError::KeyState("no share export in progress".into()))?;
         if job.exported_by.iter().any(|u| u == me) {
-            return Err(ModuleError::Invalid(format!("{me} has already exported a share; each key custodian takes one")));
+            return Err(ModuleError::Invalid(format!(
+                "{me} has already exported a share; each key custodian takes one"
+            )));
         }
         if job.transport_key.is_some_and(|k| k != tk) {
-            return Err(ModuleError::Invalid("all shares of one export go to the same destination transport key".into()));
+            return Err(ModuleError::Invalid(
+                "all shares of one export go to the same destination transport key".into(),
+            ));
         }
         if job.exportable.is_some_and(|e| e != exportable) {
-            return Err(ModuleError::Invalid("all shares of one export must agree on exportable / retained".into()));
+            return Err(ModuleError::Invalid(
+                "all shares of one export must agree on exportable / retained".into(),
+            ));
         }
         let share = &job.shares[job.exported_by.len()];
         let header = ShareHeader {
@@ -1213,10 +1597,17 @@ impl Module {
             exportable,
         };
         let tk_hash = hex::encode(hash::sha256(&[&tk]));
-        let payload = SharePayload { header: header.clone(), index: share.index, value: Zeroizing::new(share.value.expose_secret().to_vec()) };
-        let plain = Zeroizing::new(postcard::to_stdvec(&payload).map_err(|e| ModuleError::Crypto(e.to_string()))?);
+        let payload = SharePayload {
+            header: header.clone(),
+            index: share.index,
+            value: Zeroizing::new(share.value.expose_secret().to_vec()),
+        };
+        let plain = Zeroizing::new(
+            postcard::to_stdvec(&payload).map_err(|e| ModuleError::Crypto(e.to_string()))?,
+        );
         let aad = Self::share_aad(&header, share.index, &tk_hash, &source);
-        let (enc, ciphertext) = postvault_crypto::hpke::seal(&mut self.rng, &tk, SHARE_INFO, &aad, &plain)?;
+        let (enc, ciphertext) =
+            postvault_crypto::hpke::seal(&mut self.rng, &tk, SHARE_INFO, &aad, &plain)?;
         let out = EncryptedShare {
             version: 1,
             mks_id: header.mks_id.clone(),
@@ -1239,23 +1630,43 @@ impl Module {
             self.export = None;
             self.commit_state(ModuleState::Operational);
         }
-        Ok(Outcome::new(Response::Share { share: out.clone(), remaining })
-            .with("mks", out.mks_id)
-            .with("index", out.index.to_string())
-            .with("exportable", exportable.to_string())
-            .with("destination", out.transport_key_hash))
+        Ok(Outcome::new(Response::Share {
+            share: out.clone(),
+            remaining,
+        })
+        .with("mks", out.mks_id)
+        .with("index", out.index.to_string())
+        .with("exportable", exportable.to_string())
+        .with("destination", out.transport_key_hash))
     }
 
-    fn cmd_import_share(&mut self, me: &str, share: &EncryptedShare) -> Result<Outcome, ModuleError> {
-        let secret = self.nvm.transport_key.as_ref().ok_or_else(|| ModuleError::KeyState("this module has no transport key".into()))?;
+    fn cmd_import_share(
+        &mut self,
+        me: &str,
+        share: &EncryptedShare,
+    ) -> Result<Outcome, ModuleError> {
+        let secret = self
+            .nvm
+            .transport_key
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no transport key".into()))?;
         let kp = HpkeKeyPair::from_secret(&SecretKey32::from_bytes(**secret))?;
-        let job = self.import.as_mut().ok_or_else(|| ModuleError::KeyState("no share import in progress; the Security Officer starts one".into()))?;
+        let job = self.import.as_mut().ok_or_else(|| {
+            ModuleError::KeyState(
+                "no share import in progress; the Security Officer starts one".into(),
+            )
+        })?;
         let idx = share.index;
         if job.imported_by.iter().any(|u| u == me) {
-            return Err(ModuleError::Invalid(format!("{me} has already imported a share; each key custodian enters one")));
+            return Err(ModuleError::Invalid(format!(
+                "{me} has already imported a share; each key custodian enters one"
+            )));
         }
         if share.version != 1 {
-            return Err(ModuleError::Rejected(format!("share {idx}: unknown share format version {}", share.version)));
+            return Err(ModuleError::Rejected(format!(
+                "share {idx}: unknown share format version {}",
+                share.version
+            )));
         }
         let my_tk_hash = hex::encode(hash::sha256(&[&kp.public_key()]));
         if share.transport_key_hash != my_tk_hash {
@@ -1271,42 +1682,73 @@ impl Module {
             threshold: share.threshold,
             exportable: share.exportable,
         };
-        let aad = Self::share_aad(&header, idx, &share.transport_key_hash, &share.source_module);
+        let aad = Self::share_aad(
+            &header,
+            idx,
+            &share.transport_key_hash,
+            &share.source_module,
+        );
         let plain = kp.open(&share.enc, SHARE_INFO, &aad, &share.ciphertext).map_err(|_| {
             ModuleError::Rejected(format!("share {idx} from module {} failed authentication: it is corrupted or was altered", share.source_module))
         })?;
         let payload: SharePayload = postcard::from_bytes(plain.expose_secret())
             .map_err(|_| ModuleError::Rejected(format!("share {idx}: contents are malformed")))?;
         if payload.header != header || payload.index != idx {
-            return Err(ModuleError::Rejected(format!("share {idx}: header does not match its contents")));
+            return Err(ModuleError::Rejected(format!(
+                "share {idx}: header does not match its contents"
+            )));
         }
         if let Some(h) = &job.header
             && *h != header
         {
             return Err(ModuleError::Rejected(format!(
                 "share {idx} belongs to MKS {} (generation {}, {} of {}), but the shares imported so far belong to MKS {} (generation {}, {} of {})",
-                header.mks_id, header.generation, header.threshold, header.count, h.mks_id, h.generation, h.threshold, h.count
+                header.mks_id,
+                header.generation,
+                header.threshold,
+                header.count,
+                h.mks_id,
+                h.generation,
+                h.threshold,
+                h.count
             )));
         }
         if job.shares.iter().any(|s| s.index == idx) {
-            return Err(ModuleError::Rejected(format!("share {idx} has already been imported")));
+            return Err(ModuleError::Rejected(format!(
+                "share {idx} has already been imported"
+            )));
         }
-        job.shares.push(shamir::Share { index: idx, value: SecretBytes::from_vec(payload.value.to_vec()) });
+        job.shares.push(shamir::Share {
+            index: idx,
+            value: SecretBytes::from_vec(payload.value.to_vec()),
+        });
         job.imported_by.push(me.to_string());
         job.header = Some(header.clone());
         let held = job.shares.len() as u8;
-        Ok(Outcome::new(Response::ShareImported { held, threshold: header.threshold })
-            .with("mks", header.mks_id)
-            .with("index", idx.to_string())
-            .with("held", held.to_string()))
+        Ok(Outcome::new(Response::ShareImported {
+            held,
+            threshold: header.threshold,
+        })
+        .with("mks", header.mks_id)
+        .with("index", idx.to_string())
+        .with("held", held.to_string()))
     }
 
     fn cmd_combine(&mut self) -> Result<Outcome, ModuleError> {
-        let job = self.import.as_ref().ok_or_else(|| ModuleError::KeyState("no share import in progress".into()))?;
-        let header = job.header.clone().ok_or_else(|| ModuleError::Invalid("no shares have been imported yet".into()))?;
+        let job = self
+            .import
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("no share import in progress".into()))?;
+        let header = job
+            .header
+            .clone()
+            .ok_or_else(|| ModuleError::Invalid("no shares have been imported yet".into()))?;
         let held = job.shares.len();
         if held < usize::from(header.threshold) {
-            return Err(ModuleError::Invalid(format!("only {held} of the {} shares needed have been imported", header.threshold)));
+            return Err(ModuleError::Invalid(format!(
+                "only {held} of the {} shares needed have been imported",
+                header.threshold
+            )));
         }
         let expected: [u8; 16] = hex::decode(&header.mks_id)
             .ok()
@@ -1359,11 +1801,16 @@ impl Module {
 
     fn generate_key(&mut self, key_type: KeyType) -> Result<SecretBytes, ModuleError> {
         Ok(match key_type {
-            KeyType::Aes256 | KeyType::HmacSha256 => SecretBytes::from_vec(self.rng.array::<32>()?.to_vec()),
-            KeyType::EcdsaP256 => EcdsaP256KeyPair::generate(&self.faults)?.to_pkcs8(),
-            KeyType::HpkeX25519 => {
-                SecretBytes::from_vec(HpkeKeyPair::generate(&mut self.rng, &self.faults)?.secret().expose_secret().to_vec())
+            KeyType::Aes256 | KeyType::HmacSha256 => {
+                SecretBytes::from_vec(self.rng.array::<32>()?.to_vec())
             }
+            KeyType::EcdsaP256 => EcdsaP256KeyPair::generate(&self.faults)?.to_pkcs8(),
+            KeyType::HpkeX25519 => SecretBytes::from_vec(
+                HpkeKeyPair::generate(&mut self.rng, &self.faults)?
+                    .secret()
+                    .expose_secret()
+                    .to_vec(),
+            ),
         })
     }
 
@@ -1371,7 +1818,11 @@ impl Module {
         Ok(match key_type {
             KeyType::Aes256 | KeyType::HmacSha256 => None,
             KeyType::EcdsaP256 => Some(EcdsaP256KeyPair::from_pkcs8(key)?.public_key().to_vec()),
-            KeyType::HpkeX25519 => Some(HpkeKeyPair::from_secret(&SecretKey32::from_slice(key.expose_secret())?)?.public_key().to_vec()),
+            KeyType::HpkeX25519 => Some(
+                HpkeKeyPair::from_secret(&SecretKey32::from_slice(key.expose_secret())?)?
+                    .public_key()
+                    .to_vec(),
+            ),
         })
     }
 
@@ -1393,7 +1844,13 @@ impl Module {
         })
     }
 
-    fn cmd_crypto_card(&mut self, keys: &CryptoCardKeys, ca: Option<&[u8]>, provider: Option<&[u8]>, now: i64) -> Result<Outcome, ModuleError> {
+    fn cmd_crypto_card(
+        &mut self,
+        keys: &CryptoCardKeys,
+        ca: Option<&[u8]>,
+        provider: Option<&[u8]>,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
         if let Some(der) = ca {
             check_ca_certificate(der)?;
         }
@@ -1409,22 +1866,56 @@ impl Module {
             CryptoCardKeys::Generate => {
                 let s = EcdsaP256KeyPair::generate(&self.faults)?;
                 let d = HpkeKeyPair::generate(&mut self.rng, &self.faults)?;
-                let st = mks.wrap(&mut self.rng, KeyType::EcdsaP256, KeyUsage::RegistrationSigning, None, true, SIGNING_ID, s.to_pkcs8().expose_secret())?;
-                let dt = mks.wrap(&mut self.rng, KeyType::HpkeX25519, KeyUsage::RegistrationDecryption, None, true, DECRYPTION_ID, d.secret().expose_secret())?;
+                let st = mks.wrap(
+                    &mut self.rng,
+                    KeyType::EcdsaP256,
+                    KeyUsage::RegistrationSigning,
+                    None,
+                    true,
+                    SIGNING_ID,
+                    s.to_pkcs8().expose_secret(),
+                )?;
+                let dt = mks.wrap(
+                    &mut self.rng,
+                    KeyType::HpkeX25519,
+                    KeyUsage::RegistrationDecryption,
+                    None,
+                    true,
+                    DECRYPTION_ID,
+                    d.secret().expose_secret(),
+                )?;
                 (s, d, st, dt)
             }
-            CryptoCardKeys::Load { signing, decryption } => {
+            CryptoCardKeys::Load {
+                signing,
+                decryption,
+            } => {
                 let expect = |t: &KeyToken, ty: KeyType, usage: KeyUsage, id: &str| {
                     if t.key_type != ty || t.usage != usage || t.identity != id {
-                        Err(ModuleError::Rejected(format!("token {:?} is not a {usage:?} key token", t.identity)))
+                        Err(ModuleError::Rejected(format!(
+                            "token {:?} is not a {usage:?} key token",
+                            t.identity
+                        )))
                     } else {
                         Ok(())
                     }
                 };
-                expect(signing, KeyType::EcdsaP256, KeyUsage::RegistrationSigning, SIGNING_ID)?;
-                expect(decryption, KeyType::HpkeX25519, KeyUsage::RegistrationDecryption, DECRYPTION_ID)?;
+                expect(
+                    signing,
+                    KeyType::EcdsaP256,
+                    KeyUsage::RegistrationSigning,
+                    SIGNING_ID,
+                )?;
+                expect(
+                    decryption,
+                    KeyType::HpkeX25519,
+                    KeyUsage::RegistrationDecryption,
+                    DECRYPTION_ID,
+                )?;
                 let s = EcdsaP256KeyPair::from_pkcs8(&mks.unwrap(signing, now)?)?;
-                let d = HpkeKeyPair::from_secret(&SecretKey32::from_slice(mks.unwrap(decryption, now)?.expose_secret())?)?;
+                let d = HpkeKeyPair::from_secret(&SecretKey32::from_slice(
+                    mks.unwrap(decryption, now)?.expose_secret(),
+                )?)?;
                 (s, d, signing.clone(), decryption.clone())
             }
         };
@@ -1441,23 +1932,51 @@ impl Module {
             provider_public_key: provider.map(<[u8]>::to_vec),
         });
         Ok(Outcome::new(Response::CryptoCard(Box::new(out.clone())))
-            .with("mode", if matches!(keys, CryptoCardKeys::Generate) { "generate" } else { "load" })
-            .with("registration_signing_key", hex::encode(&out.signing_public_key))
-            .with("registration_encryption_key", hex::encode(&out.decryption_public_key))
-            .with("ca_certificate", ca.map(|c| hex::encode(hash::sha256(&[c]))).unwrap_or_else(|| "none".into())))
+            .with(
+                "mode",
+                if matches!(keys, CryptoCardKeys::Generate) {
+                    "generate"
+                } else {
+                    "load"
+                },
+            )
+            .with(
+                "registration_signing_key",
+                hex::encode(&out.signing_public_key),
+            )
+            .with(
+                "registration_encryption_key",
+                hex::encode(&out.decryption_public_key),
+            )
+            .with(
+                "ca_certificate",
+                ca.map(|c| hex::encode(hash::sha256(&[c])))
+                    .unwrap_or_else(|| "none".into()),
+            ))
     }
 }
 
 /// Checks that `der` is an X.509 CA certificate.
 fn check_ca_certificate(der: &[u8]) -> Result<(), ModuleError> {
-    let (rest, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| ModuleError::Invalid(format!("the CA certificate is not a DER X.509 certificate: {e}")))?;
+    let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+        ModuleError::Invalid(format!(
+            "the CA certificate is not a DER X.509 certificate: {e}"
+        ))
+    })?;
     if !rest.is_empty() {
-        return Err(ModuleError::Invalid("the CA certificate has trailing bytes".into()));
+        return Err(ModuleError::Invalid(
+            "the CA certificate has trailing bytes".into(),
+        ));
     }
-    let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+    let is_ca = cert
+        .basic_constraints()
+        .ok()
+        .flatten()
+        .is_some_and(|bc| bc.value.ca);
     if !is_ca {
-        return Err(ModuleError::Invalid("the certificate is not a CA certificate (basicConstraints cA is not set)".into()));
+        return Err(ModuleError::Invalid(
+            "the certificate is not a CA certificate (basicConstraints cA is not set)".into(),
+        ));
     }
     Ok(())
 }

@@ -121,7 +121,9 @@ pub enum NvmError {
         source: std::io::Error,
     },
     /// The file did not unseal: corrupted, truncated, swapped, or another seal key.
-    #[error("NVM file {0} is corrupted, truncated or not this module's (it does not unseal); the module will not use it")]
+    #[error(
+        "NVM file {0} is corrupted, truncated or not this module's (it does not unseal); the module will not use it"
+    )]
     Unseal(PathBuf),
     /// The plaintext did not decode.
     #[error("NVM file {0} unsealed but its contents are malformed")]
@@ -143,7 +145,10 @@ pub struct NvmStore {
 impl NvmStore {
     /// A store for the module directory `dir`.
     pub fn new(dir: &Path, seal: Box<dyn SealProvider>) -> Self {
-        Self { dir: dir.to_path_buf(), seal }
+        Self {
+            dir: dir.to_path_buf(),
+            seal,
+        }
     }
 
     /// The seal provider's description.
@@ -163,8 +168,12 @@ impl NvmStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(NvmError::Io { path, source }),
         };
-        let plain = self.seal.unseal(NVM_AAD, &bytes).map_err(|_| NvmError::Unseal(path.clone()))?;
-        let image: NvmImage = postcard::from_bytes(plain.expose_secret()).map_err(|_| NvmError::Decode(path.clone()))?;
+        let plain = self
+            .seal
+            .unseal(NVM_AAD, &bytes)
+            .map_err(|_| NvmError::Unseal(path.clone()))?;
+        let image: NvmImage = postcard::from_bytes(plain.expose_secret())
+            .map_err(|_| NvmError::Decode(path.clone()))?;
         if image.version != NVM_VERSION {
             return Err(NvmError::Decode(path));
         }
@@ -173,8 +182,12 @@ impl NvmStore {
 
     /// Writes the NVM atomically. `crash` simulates a power loss at a point of the write.
     pub fn store(&self, image: &NvmImage, crash: Option<CrashPoint>) -> Result<(), NvmError> {
-        let plain = Zeroizing::new(postcard::to_stdvec(image).map_err(|e| NvmError::Seal(e.to_string()))?);
-        let sealed = self.seal.seal(NVM_AAD, &plain).map_err(|e| NvmError::Seal(e.to_string()))?;
+        let plain =
+            Zeroizing::new(postcard::to_stdvec(image).map_err(|e| NvmError::Seal(e.to_string()))?);
+        let sealed = self
+            .seal
+            .seal(NVM_AAD, &plain)
+            .map_err(|e| NvmError::Seal(e.to_string()))?;
         let tmp = self.dir.join(NVM_TMP);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -190,7 +203,9 @@ impl NvmStore {
         }
         let path = self.path();
         fs::rename(&tmp, &path).map_err(io(&path))?;
-        fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir))?;
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
         Ok(())
     }
 }

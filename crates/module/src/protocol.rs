@@ -442,13 +442,33 @@ pub struct Reply {
     /// The result.
     pub result: Result<Response, ModuleError>,
     /// The audit entry this command produced.
+    #[serde(with = "audit_as_json")]
     pub audit: Option<AuditEntry>,
+}
+
+mod audit_as_json {
+    //! Audit entries cross the wire as their JSON line: the audit crate's
+    //! canonical text form (it omits absent fields, which a positional
+    //! encoding such as postcard cannot express).
+    use postvault_audit::AuditEntry;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<AuditEntry>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(AuditEntry::to_json_line).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AuditEntry>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|line| AuditEntry::from_json_line(&line).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 impl Request {
     /// Decodes a request; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, ModuleError> {
-        postcard::from_bytes(bytes).map_err(|e| ModuleError::Malformed(format!("request does not decode: {e}")))
+        postcard::from_bytes(bytes)
+            .map_err(|e| ModuleError::Malformed(format!("request does not decode: {e}")))
     }
     /// Encodes a request.
     pub fn encode(&self) -> Vec<u8> {
@@ -459,7 +479,8 @@ impl Request {
 impl Reply {
     /// Decodes a reply; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Self, ModuleError> {
-        postcard::from_bytes(bytes).map_err(|e| ModuleError::Malformed(format!("reply does not decode: {e}")))
+        postcard::from_bytes(bytes)
+            .map_err(|e| ModuleError::Malformed(format!("reply does not decode: {e}")))
     }
     /// Encodes a reply.
     pub fn encode(&self) -> Vec<u8> {

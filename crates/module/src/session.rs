@@ -92,7 +92,9 @@ pub enum SessionError {
     #[error("unknown or closed session")]
     UnknownSession,
     /// Counter out of order (replay, reorder or loss).
-    #[error("message counter {found} out of order (expected {expected}): replayed or reordered message")]
+    #[error(
+        "message counter {found} out of order (expected {expected}): replayed or reordered message"
+    )]
     Counter {
         /// Expected counter.
         expected: u64,
@@ -125,20 +127,41 @@ pub struct SessionKeys {
 
 impl std::fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SessionKeys(session {}, <keys redacted>)", self.session_id)
+        write!(
+            f,
+            "SessionKeys(session {}, <keys redacted>)",
+            self.session_id
+        )
     }
 }
 
 impl SessionKeys {
     /// Derives the session master keys from the X25519 shared secret.
-    pub fn derive(shared: &SecretKey32, client_public: &[u8; 32], module_public: &[u8; 32], session_id: u64) -> Self {
+    pub fn derive(
+        shared: &SecretKey32,
+        client_public: &[u8; 32],
+        module_public: &[u8; 32],
+        session_id: u64,
+    ) -> Self {
         let mut salt = [0u8; 64];
         salt[..32].copy_from_slice(client_public);
         salt[32..].copy_from_slice(module_public);
         let sid = session_id.to_be_bytes();
-        let mac_master = hash::hkdf_sha256(&salt, shared.expose_secret(), &[b"postvault session mac", &sid]);
-        let enc_master = hash::hkdf_sha256(&salt, shared.expose_secret(), &[b"postvault session enc", &sid]);
-        Self { session_id, mac_master, enc_master }
+        let mac_master = hash::hkdf_sha256(
+            &salt,
+            shared.expose_secret(),
+            &[b"postvault session mac", &sid],
+        );
+        let enc_master = hash::hkdf_sha256(
+            &salt,
+            shared.expose_secret(),
+            &[b"postvault session enc", &sid],
+        );
+        Self {
+            session_id,
+            mac_master,
+            enc_master,
+        }
     }
 
     /// Session ID.
@@ -148,14 +171,25 @@ impl SessionKeys {
 
     /// Key confirmation value sent with Open Session's answer.
     pub fn confirm(&self) -> [u8; 32] {
-        hash::hmac_sha256(&self.mac_master, &[b"postvault session confirm", &self.session_id.to_be_bytes()])
+        hash::hmac_sha256(
+            &self.mac_master,
+            &[b"postvault session confirm", &self.session_id.to_be_bytes()],
+        )
     }
 
     fn message_keys(&self, dir: Direction, counter: u64) -> (SecretKey32, SecretKey32) {
         let sid = self.session_id.to_be_bytes();
         let ctr = counter.to_be_bytes();
-        let mac = hash::hkdf_sha256(&[], self.mac_master.expose_secret(), &[b"mac", dir.label(), &sid, &ctr]);
-        let enc = hash::hkdf_sha256(&[], self.enc_master.expose_secret(), &[b"enc", dir.label(), &sid, &ctr]);
+        let mac = hash::hkdf_sha256(
+            &[],
+            self.mac_master.expose_secret(),
+            &[b"mac", dir.label(), &sid, &ctr],
+        );
+        let enc = hash::hkdf_sha256(
+            &[],
+            self.enc_master.expose_secret(),
+            &[b"enc", dir.label(), &sid, &ctr],
+        );
         (mac, enc)
     }
 
@@ -170,26 +204,47 @@ impl SessionKeys {
     }
 
     /// Protects `plaintext` as message `counter` in direction `dir`.
-    pub fn seal(&self, dir: Direction, counter: u64, encrypted: bool, plaintext: &[u8]) -> Result<SealedFrame, SessionError> {
+    pub fn seal(
+        &self,
+        dir: Direction,
+        counter: u64,
+        encrypted: bool,
+        plaintext: &[u8],
+    ) -> Result<SealedFrame, SessionError> {
         let (mac_key, enc_key) = self.message_keys(dir, counter);
         let header = Self::header(dir, self.session_id, counter, encrypted);
         let body = if encrypted {
             // The per-message key is used for exactly one message, so a fixed nonce is safe.
-            aead::seal_with_nonce(&enc_key, [0u8; 12], &header, plaintext).map_err(|_| SessionError::Decrypt)?
+            aead::seal_with_nonce(&enc_key, [0u8; 12], &header, plaintext)
+                .map_err(|_| SessionError::Decrypt)?
         } else {
             plaintext.to_vec()
         };
         let mac = hash::hmac_sha256(&mac_key, &[&header, &body]);
-        Ok(SealedFrame { session_id: self.session_id, counter, encrypted, body, mac })
+        Ok(SealedFrame {
+            session_id: self.session_id,
+            counter,
+            encrypted,
+            body,
+            mac,
+        })
     }
 
     /// Checks and opens a frame that must be message `expected_counter` in direction `dir`.
-    pub fn open(&self, dir: Direction, expected_counter: u64, frame: &SealedFrame) -> Result<SecretBytes, SessionError> {
+    pub fn open(
+        &self,
+        dir: Direction,
+        expected_counter: u64,
+        frame: &SealedFrame,
+    ) -> Result<SecretBytes, SessionError> {
         if frame.session_id != self.session_id {
             return Err(SessionError::UnknownSession);
         }
         if frame.counter != expected_counter {
-            return Err(SessionError::Counter { expected: expected_counter, found: frame.counter });
+            return Err(SessionError::Counter {
+                expected: expected_counter,
+                found: frame.counter,
+            });
         }
         let (mac_key, enc_key) = self.message_keys(dir, frame.counter);
         let header = Self::header(dir, frame.session_id, frame.counter, frame.encrypted);
@@ -197,7 +252,8 @@ impl SessionKeys {
             return Err(SessionError::BadMac);
         }
         if frame.encrypted {
-            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body).map_err(|_| SessionError::Decrypt)
+            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body)
+                .map_err(|_| SessionError::Decrypt)
         } else {
             Ok(SecretBytes::from_vec(frame.body.clone()))
         }
@@ -222,20 +278,37 @@ impl PendingOpen {
     pub fn start() -> Result<(Self, RequestFrame), SessionError> {
         let ephemeral = X25519Ephemeral::generate().map_err(|_| SessionError::KeyAgreement)?;
         let client_public = ephemeral.public_key();
-        Ok((Self { ephemeral, client_public }, RequestFrame::Open { client_public }))
+        Ok((
+            Self {
+                ephemeral,
+                client_public,
+            },
+            RequestFrame::Open { client_public },
+        ))
     }
 
     /// Finishes Open Session with the module's answer, checking its key confirmation.
     pub fn finish(self, answer: &ResponseFrame) -> Result<ClientSession, SessionError> {
-        let ResponseFrame::Opened { session_id, module_public, confirm } = answer else {
+        let ResponseFrame::Opened {
+            session_id,
+            module_public,
+            confirm,
+        } = answer
+        else {
             return Err(SessionError::KeyAgreement);
         };
-        let shared = self.ephemeral.agree(module_public).map_err(|_| SessionError::KeyAgreement)?;
+        let shared = self
+            .ephemeral
+            .agree(module_public)
+            .map_err(|_| SessionError::KeyAgreement)?;
         let keys = SessionKeys::derive(&shared, &self.client_public, module_public, *session_id);
         if !hash::ct_eq(&keys.confirm(), confirm) {
             return Err(SessionError::Confirm);
         }
-        Ok(ClientSession { keys, next_counter: 0 })
+        Ok(ClientSession {
+            keys,
+            next_counter: 0,
+        })
     }
 }
 
@@ -246,15 +319,25 @@ impl ClientSession {
     }
 
     /// Protects the next request; returns the frame and its counter.
-    pub fn wrap(&mut self, plaintext: &[u8], encrypted: bool) -> Result<(RequestFrame, u64), SessionError> {
+    pub fn wrap(
+        &mut self,
+        plaintext: &[u8],
+        encrypted: bool,
+    ) -> Result<(RequestFrame, u64), SessionError> {
         let counter = self.next_counter;
-        let frame = self.keys.seal(Direction::Request, counter, encrypted, plaintext)?;
+        let frame = self
+            .keys
+            .seal(Direction::Request, counter, encrypted, plaintext)?;
         self.next_counter += 1;
         Ok((RequestFrame::Sealed(frame), counter))
     }
 
     /// Checks the response to request `counter`.
-    pub fn unwrap(&self, response: &SealedFrame, counter: u64) -> Result<SecretBytes, SessionError> {
+    pub fn unwrap(
+        &self,
+        response: &SealedFrame,
+        counter: u64,
+    ) -> Result<SecretBytes, SessionError> {
         self.keys.open(Direction::Response, counter, response)
     }
 }

@@ -134,7 +134,11 @@ pub struct Rule {
 }
 
 const fn rule(kind: CommandKind, states: &'static [ModuleState], roles: &'static [Role]) -> Rule {
-    Rule { kind, states, roles }
+    Rule {
+        kind,
+        states,
+        roles,
+    }
 }
 
 use CommandKind as C;
@@ -152,7 +156,12 @@ pub const RULES: &[Rule] = &[
     rule(
         C::ChangePassword,
         &[S::Operational],
-        &[R::Administrator, R::Auditor, R::KeyCustodian, R::SecurityOfficer],
+        &[
+            R::Administrator,
+            R::Auditor,
+            R::KeyCustodian,
+            R::SecurityOfficer,
+        ],
     ),
     rule(C::SetClock, &[S::Administrative], &[R::Administrator]),
     rule(C::BeginAdmin, &[S::Operational], &[R::SecurityOfficer]),
@@ -165,8 +174,16 @@ pub const RULES: &[Rule] = &[
         &[S::Administrative],
         &[R::Administrator, R::Auditor, R::SecurityOfficer],
     ),
-    rule(C::GenerateMks, &[S::Initializing, S::Operational], &[R::SecurityOfficer]),
-    rule(C::GenerateTransportKey, &[S::Initializing], &[R::SecurityOfficer]),
+    rule(
+        C::GenerateMks,
+        &[S::Initializing, S::Operational],
+        &[R::SecurityOfficer],
+    ),
+    rule(
+        C::GenerateTransportKey,
+        &[S::Initializing],
+        &[R::SecurityOfficer],
+    ),
     rule(
         C::ExportTransportKey,
         &[S::Operational, S::ImportingShares],
@@ -177,13 +194,25 @@ pub const RULES: &[Rule] = &[
     rule(C::AbortExport, &[S::ExportingShares], &[R::SecurityOfficer]),
     rule(C::StartImporting, &[S::Operational], &[R::SecurityOfficer]),
     rule(C::ImportShare, &[S::ImportingShares], &[R::KeyCustodian]),
-    rule(C::CombineShares, &[S::ImportingShares], &[R::SecurityOfficer]),
+    rule(
+        C::CombineShares,
+        &[S::ImportingShares],
+        &[R::SecurityOfficer],
+    ),
     rule(C::ActivateMks, &[S::Operational], &[R::SecurityOfficer]),
-    rule(C::DeleteDormantMks, &[S::Operational], &[R::SecurityOfficer]),
+    rule(
+        C::DeleteDormantMks,
+        &[S::Operational],
+        &[R::SecurityOfficer],
+    ),
     rule(C::TranslateToken, &[S::Operational], &[R::SecurityOfficer]),
     rule(C::CreateKeyToken, &[S::Operational], &[R::SecurityOfficer]),
     rule(C::CheckKeyToken, &[S::Operational], &[R::SecurityOfficer]),
-    rule(C::InitializeCryptoCard, &[S::Operational], &[R::SecurityOfficer]),
+    rule(
+        C::InitializeCryptoCard,
+        &[S::Operational],
+        &[R::SecurityOfficer],
+    ),
     rule(C::CreateAuditKey, &[S::Operational], &[R::SecurityOfficer]),
     rule(
         C::ExportAuditKey,
@@ -285,7 +314,11 @@ impl CommandKind {
             | C::Zeroize
             | C::Reset => (false, Audit::Signed),
         };
-        Spec { kind: self, encrypted, audit }
+        Spec {
+            kind: self,
+            encrypted,
+            audit,
+        }
     }
 
     /// The command's name in audit entries.

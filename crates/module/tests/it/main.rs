@@ -1,0 +1,5 @@
+//! Integration tests of the cryptographic module (one test binary; the
+//! topics live in submodules).
+mod common;
+
+mod lifecycle;
