@@ -23,7 +23,6 @@ fn master_initializes_and_verifies_its_audit_log() {
         })) => {}
         other => panic!("security officer must not export the audit key: {other:?}"),
     };
-    ();
     // The first entry's signature is under the key Start Initialization reported.
     let first = &log[0];
     assert_eq!(first.command, "StartInitialization");
