@@ -2,4 +2,5 @@
 //! topics live in submodules).
 mod common;
 
+mod decode;
 mod lifecycle;

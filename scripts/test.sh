@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs every postvault test on a fresh machine, installing what the tests need
+# first and saying what it does. Nothing is skipped: a missing dependency is
+# installed or the run fails. CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "error: need root (or sudo) to run: $*" >&2; exit 1
+  fi
+}
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+say "checking the Rust toolchain"
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found; install Rust from https://rustup.rs and re-run" >&2
+  exit 1
+fi
+cargo --version
+
+say "checking SoftHSM2 (PKCS#11 token for the seal-provider tests)"
+softhsm_lib=""
+for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
+  if [ -e "$p" ]; then softhsm_lib="$p"; break; fi
+done
+if [ -z "$softhsm_lib" ]; then
+  echo "SoftHSM2 is not installed: installing the Debian package softhsm2"
+  apt_install softhsm2
+  softhsm_lib=/usr/lib/softhsm/libsofthsm2.so
+fi
+echo "using $softhsm_lib"
+
+say "checking openssl (independent cross-checks of our PEM and certificates)"
+if ! command -v openssl >/dev/null; then
+  echo "openssl is not installed: installing the Debian package openssl"
+  apt_install openssl
+fi
+openssl version
+
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "building the postvault binary (release) for the end-to-end tests"
+cargo build --release --locked -p postvault
+export POSTVAULT="$PWD/target/release/postvault"
+
+say "cargo test (all crates, every test; none is ignored)"
+cargo test --workspace --locked -- --include-ignored
+
+say "all tests passed"
