@@ -1,6 +1,8 @@
 //! Where the host keeps audit entries: the module hands every entry to its
 //! sink before the reply leaves, so nothing is handed out before its audit
 //! entry is durable (seed 002: storage of entries is the host's job).
+//! One file holds one chain: a module that is reset and initialized again
+//! starts a new file, and the previous chain is kept as `audit.log.N`.
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,8 +40,33 @@ impl FileAuditSink {
     }
 }
 
+impl FileAuditSink {
+    /// A new chain (after Start Initialization, e.g. following a Reset)
+    /// starts a new file; the old chain is kept beside it as `audit.log.N`.
+    fn rotate_if_new_chain(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
+        if entry.seq != 0 || self.file.metadata()?.len() == 0 {
+            return Ok(());
+        }
+        let mut n = 1u32;
+        let rotated = loop {
+            let candidate = self.path.with_extension(format!("log.{n}"));
+            if !candidate.exists() {
+                break candidate;
+            }
+            n += 1;
+        };
+        std::fs::rename(&self.path, &rotated)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        Ok(())
+    }
+}
+
 impl AuditSink for FileAuditSink {
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
+        self.rotate_if_new_chain(entry)?;
         let mut line = entry.to_json_line();
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
@@ -58,5 +85,45 @@ impl AuditSink for MemoryAuditSink {
             .map_err(|_| std::io::Error::other("audit sink lock poisoned"))?
             .push(entry.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64) -> AuditEntry {
+        AuditEntry {
+            seq,
+            prev_hash: [0; 32],
+            module_id: "m".into(),
+            command: "c".into(),
+            user_id: None,
+            role: None,
+            current_state: "Operational".into(),
+            persistent_state: "Operational".into(),
+            time: 1,
+            reason: "ok".into(),
+            data: Default::default(),
+            signature: None,
+        }
+    }
+
+    #[test]
+    fn a_new_chain_starts_a_new_file_and_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_LOG_FILE);
+        let mut sink = FileAuditSink::open(&path).unwrap();
+        for seq in 0..3 {
+            sink.append(&entry(seq)).unwrap();
+        }
+        sink.append(&entry(0)).unwrap();
+        let current = postvault_audit::parse_log(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(current.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0]);
+        let old = postvault_audit::parse_log(
+            &std::fs::read_to_string(path.with_extension("log.1")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(old.len(), 3);
     }
 }

@@ -378,6 +378,14 @@ impl Module {
         self.error.as_deref()
     }
 
+    /// Arms (or disarms) the simulated power loss of [`ModuleConfig::crash_at`]
+    /// on a running module (crash tests: every command writes the NVM, Logon
+    /// included, so the crash is armed after logging on, right before the
+    /// command under test).
+    pub fn set_crash_at(&mut self, point: Option<CrashPoint>) {
+        self.crash_at = point;
+    }
+
     /// The module directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -426,16 +434,20 @@ impl Module {
                         Err(e) => return ResponseFrame::Refused(e.to_string()),
                     }
                 };
-                let reply = match Request::decode(plain.expose_secret()) {
-                    Ok(req) => self.execute(sid, &req, sealed.encrypted),
-                    Err(e) => Reply {
-                        result: Err(e),
-                        audit: None,
-                    },
+                let (reply, close) = match Request::decode(plain.expose_secret()) {
+                    Ok(req) => {
+                        let reply = self.execute(sid, &req, sealed.encrypted);
+                        let close = req == Request::CloseSession && reply.result.is_ok();
+                        (reply, close)
+                    }
+                    Err(e) => (
+                        Reply {
+                            result: Err(e),
+                            audit: None,
+                        },
+                        false,
+                    ),
                 };
-                let close = matches!(reply.result, Ok(Response::Done))
-                    && Request::decode(plain.expose_secret())
-                        .is_ok_and(|r| r == Request::CloseSession);
                 let encoded = Zeroizing::new(reply.encode());
                 let out = match self.sessions.get(&sid) {
                     Some(s) => {
