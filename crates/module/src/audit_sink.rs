@@ -4,7 +4,7 @@
 //! One file holds one chain: a module that is reset and initialized again
 //! starts a new file, and the previous chain is kept as `audit.log.N`.
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use postvault_audit::AuditEntry;
@@ -16,6 +16,9 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 pub trait AuditSink: Send {
     /// Stores one entry durably.
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()>;
+    /// Hash of the newest entry held, if any (boot uses it to hand over an
+    /// entry that a power loss kept from the host).
+    fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>>;
 }
 
 /// Appends entries as JSON lines to a file and syncs each one.
@@ -26,8 +29,17 @@ pub struct FileAuditSink {
 
 impl FileAuditSink {
     /// Opens (creating if needed) the log at `path` for appending.
+    ///
+    /// A last line torn by a power loss (no final newline) is cut off: it
+    /// was never acknowledged, and the module hands that entry over again.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let bytes = std::fs::read(path)?;
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            file.set_len(keep as u64)?;
+            file.sync_data()?;
+        }
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -65,6 +77,24 @@ impl FileAuditSink {
 }
 
 impl AuditSink for FileAuditSink {
+    fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>> {
+        // Only the tail is read: an entry line is far shorter than 64 KiB.
+        let mut f = File::open(&self.path)?;
+        let len = f.metadata()?.len();
+        let start = len.saturating_sub(64 * 1024);
+        f.seek(SeekFrom::Start(start))?;
+        let mut tail = String::new();
+        f.read_to_string(&mut tail)?;
+        let Some(line) = tail.lines().rev().find(|l| !l.trim().is_empty()) else {
+            return Ok(None);
+        };
+        match AuditEntry::from_json_line(line) {
+            Ok(e) => Ok(Some(e.hash())),
+            // A torn last line (power loss mid-write) does not hold the entry.
+            Err(_) => Ok(None),
+        }
+    }
+
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
         self.rotate_if_new_chain(entry)?;
         let mut line = entry.to_json_line();
@@ -79,6 +109,14 @@ impl AuditSink for FileAuditSink {
 pub struct MemoryAuditSink(pub std::sync::Arc<std::sync::Mutex<Vec<AuditEntry>>>);
 
 impl AuditSink for MemoryAuditSink {
+    fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>> {
+        let v = self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("audit sink lock poisoned"))?;
+        Ok(v.last().map(AuditEntry::hash))
+    }
+
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
         self.0
             .lock()
@@ -125,5 +163,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.len(), 3);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_last_hash_sees_the_last_whole_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_LOG_FILE);
+        let mut sink = FileAuditSink::open(&path).unwrap();
+        sink.append(&entry(0)).unwrap();
+        sink.append(&entry(1)).unwrap();
+        assert_eq!(sink.last_hash().unwrap(), Some(entry(1).hash()));
+        drop(sink);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"seq\":2,\"prev_h");
+        std::fs::write(&path, &text).unwrap();
+        let mut sink = FileAuditSink::open(&path).unwrap();
+        assert_eq!(sink.last_hash().unwrap(), Some(entry(1).hash()));
+        sink.append(&entry(2)).unwrap();
+        let log = postvault_audit::parse_log(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 }

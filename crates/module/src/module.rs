@@ -301,6 +301,7 @@ impl Module {
                     },
                     None => None,
                 };
+                self.redeliver_pending_entry();
                 match self.nvm.persistent_state {
                     ModuleState::Error => {
                         self.current = ModuleState::Error;
@@ -343,6 +344,34 @@ impl Module {
         if let Some(t) = self.selftests.first_failure() {
             self.current = ModuleState::Error;
             self.error = Some(format!("power-up self-test {t} failed"));
+        }
+    }
+
+    /// Hands the last audit entry to the sink again if the sink does not have
+    /// it: the NVM committed it, but power may have failed before the host
+    /// stored it.
+    fn redeliver_pending_entry(&mut self) {
+        let Some(line) = self.nvm.audit.as_ref().and_then(|a| a.pending.clone()) else {
+            return;
+        };
+        let Ok(entry) = AuditEntry::from_json_line(&line) else {
+            self.fail_fatal(
+                "the pending audit entry in NVM is malformed; the audit chain is broken",
+            );
+            return;
+        };
+        let stored = self.sink.last_hash().and_then(|last| {
+            if last == Some(entry.hash()) {
+                Ok(())
+            } else {
+                self.sink.append(&entry)
+            }
+        });
+        if let Err(e) = stored {
+            self.fail_soft(&format!(
+                "audit entry {} could not be handed to the audit log: {e}",
+                entry.seq
+            ));
         }
     }
 
@@ -673,11 +702,10 @@ impl Module {
                 data,
                 sign,
             ) {
-                Ok(e) => entry = Some(e),
-                Err(e) => {
-                    // The entry could not be completed: the seed sends the module to Error.
-                    self.fail_soft(&e);
-                }
+                // An entry whose signature failed is still returned (incomplete,
+                // seed 002); make_entry has already sent the module to Error.
+                Ok((e, _)) => entry = Some(e),
+                Err(e) => self.fail_soft(&e),
             }
         }
         match after {
@@ -690,6 +718,15 @@ impl Module {
             }
             AfterAudit::Zeroize => self.zeroize_all(),
             AfterAudit::Reset => self.erase_all(),
+        }
+        if audit == Audit::None {
+            // Status and queries change nothing in NVM: nothing to write, so
+            // they answer even when the NVM cannot be written (seed 002: Get
+            // Status works in Error state, e.g. with an unreadable NVM).
+            return Reply {
+                result: Ok(response),
+                audit: None,
+            };
         }
         if self.crash_at == Some(CrashPoint::BeforeWrite) {
             self.powered_off = true;
@@ -756,6 +793,12 @@ impl Module {
     }
 
     /// Makes the next audit entry and advances the chain in the in-memory NVM.
+    ///
+    /// When signing fails the entry is still made (unsigned: the chain stays
+    /// intact), the module goes to Error (non-fatal), and the reason is
+    /// returned beside the entry. The entry is also kept in NVM as the
+    /// pending entry, so a power loss between the NVM write and the host's
+    /// storage cannot lose it: boot hands it to the sink again.
     fn make_entry(
         &mut self,
         kind: CommandKind,
@@ -763,7 +806,7 @@ impl Module {
         reason: &str,
         data: AuditData,
         force_sign: bool,
-    ) -> Result<AuditEntry, String> {
+    ) -> Result<(AuditEntry, Option<String>), String> {
         let time = self.now();
         let module_id = hex::encode(self.nvm.module_id);
         let current_state = self.current.as_str().to_string();
@@ -802,6 +845,13 @@ impl Module {
                 ));
             }
         }
+        if let Some(e) = &sign_error {
+            // The chain is intact (the hash links), but the entry is incomplete: non-fatal Error.
+            entry.current_state = ModuleState::Error.as_str().into();
+            self.current = ModuleState::Error;
+            self.error = Some(e.clone());
+        }
+        let audit = self.nvm.audit.as_mut().ok_or("no audit chain")?;
         audit.next_seq += 1;
         audit.last_hash = entry.hash();
         audit.since_signed = if entry.signature.is_some() {
@@ -809,19 +859,11 @@ impl Module {
         } else {
             audit.since_signed + 1
         };
+        audit.pending = Some(entry.to_json_line());
         if entry.signature.is_some() {
             self.boot_pending = false;
         }
-        match sign_error {
-            // The chain is intact (the hash links), but the entry is incomplete: non-fatal Error.
-            Some(e) => {
-                self.current = ModuleState::Error;
-                self.error = Some(e.clone());
-                entry.current_state = ModuleState::Error.as_str().into();
-                Err(e)
-            }
-            None => Ok(entry),
-        }
+        Ok((entry, sign_error))
     }
 
     /// Audits a refused command (the refusal itself is a sensitive event).
@@ -855,7 +897,7 @@ impl Module {
         data: AuditData,
     ) -> Option<AuditEntry> {
         self.audit_key.as_ref()?;
-        let entry = self.make_entry(kind, user, reason, data, false).ok()?;
+        let (entry, _) = self.make_entry(kind, user, reason, data, false).ok()?;
         if self.persist().is_err() {
             self.fail_soft("could not persist the audit chain");
             return None;
@@ -1321,6 +1363,7 @@ impl Module {
             since_signed: 0,
             sign_every: self.sign_every,
             signing_key: Zeroizing::new(audit_key.to_pkcs8().expose_secret().to_vec()),
+            pending: None,
         });
         let public = audit_key.public_key();
         self.audit_key = Some(audit_key);

@@ -48,6 +48,8 @@ pub struct AuditState {
     pub sign_every: u32,
     /// The audit signing key, PKCS#8.
     pub signing_key: Zeroizing<Vec<u8>>,
+    /// The last entry made (JSON line); boot hands it to the host again if the host lacks it.
+    pub pending: Option<String>,
 }
 
 /// The shared keys loaded by Initialize Crypto-Card.

@@ -10,8 +10,14 @@
 //! Choices where the seeds leave room, recorded here so they are reviewable:
 //! - Session commands (Close Session, Get Status) work in every state, so a
 //!   secure session can carry Start Initialization and Error-state status.
-//! - Any logged-on user may log off (seed 001 lists only operator roles, but
-//!   a user who could log on must be able to leave).
+//! - Any logged-on user may log off, in Error state too (seed 001 lists only
+//!   operator roles, but a user who could log on must be able to leave, and
+//!   a session cannot close while its user is logged on).
+//! - In Error state, besides Get Status and the access control queries, the
+//!   seed's "audit entry creation and session commands" stay open, and so do
+//!   Zeroize and Reset (the way out of a fatal error).
+//! - Run Self-Tests and Zeroize are not in the seeds' command lists; they
+//!   implement seed 001's self-tests on demand and seed 003's zeroization.
 //! - Set Clock and View Users are Administrative-state commands (the access
 //!   control text of seed 002); View Users keeps Table 2's roles.
 //! - Reset is for the Security Officer in any initialized state, and for
@@ -150,7 +156,7 @@ pub const RULES: &[Rule] = &[
     rule(C::StartInitialization, &[S::Uninitialized], &[R::NoRole]),
     rule(C::InitializeAccessControl, &[S::Initializing], &[R::NoRole]),
     rule(C::Logon, OPERATING, &[R::NoRole]),
-    rule(C::Logoff, OPERATING, LOGGED_ON),
+    rule(C::Logoff, OPERATING_AND_ERROR, LOGGED_ON),
     rule(C::QueryCurrentRole, OPERATING_AND_ERROR, ANYONE),
     rule(C::QueryCurrentUser, OPERATING_AND_ERROR, ANYONE),
     rule(
@@ -214,11 +220,7 @@ pub const RULES: &[Rule] = &[
         &[R::SecurityOfficer],
     ),
     rule(C::CreateAuditKey, &[S::Operational], &[R::SecurityOfficer]),
-    rule(
-        C::ExportAuditKey,
-        &[S::Operational, S::Administrative],
-        &[R::Auditor],
-    ),
+    rule(C::ExportAuditKey, &[S::Operational], &[R::Auditor]),
     rule(C::CreateAuditEntry, OPERATING_AND_ERROR, ANYONE),
     rule(C::RunSelfTests, NOT_ERROR, ANYONE),
     rule(C::Zeroize, OPERATING_AND_ERROR, &[R::SecurityOfficer]),

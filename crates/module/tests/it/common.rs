@@ -158,3 +158,161 @@ pub fn status(c: &mut ModuleClient) -> postvault_module::protocol::Status {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// The fixture user who logs on for `role` (`None` for `NoRole`). `admin`,
+/// `so` and `kc1`..`kc5` exist after [`initialize`]; the others after
+/// [`create_other_roles`].
+pub fn user_for(role: Role) -> Option<&'static str> {
+    match role {
+        Role::SecurityOfficer => Some("so"),
+        Role::KeyCustodian => Some("kc1"),
+        Role::Administrator => Some("admin"),
+        Role::Auditor => Some("auditor"),
+        Role::Provider => Some("provider"),
+        Role::CertificateAuthority => Some("ca"),
+        Role::Customer => Some("customer"),
+        Role::CustomerAdministrator => Some("cadmin"),
+        Role::NoRole => None,
+    }
+}
+
+/// Copies every file under `from` to `to` (directories recursively).
+pub fn copy_dir_all(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir_all(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A new fixture holding a copy of `from`'s seal key and module directory
+/// (its own clock at [`T0`] and its own, empty, audit log). Copy a module
+/// only while no command runs on it (it writes its NVM atomically, so a
+/// closed or idle module copies consistently).
+pub fn copy_fixture(from: &Fixture) -> Fixture {
+    let f = Fixture::new();
+    copy_dir_all(from.path(), f.path());
+    f
+}
+
+/// Clone: the Security Officer generates the transport key pair
+/// (Initializing -> Importing Shares); returns the transport public key.
+pub fn generate_transport_key(c: &mut ModuleClient) -> Vec<u8> {
+    match as_user(c, "so", |c| ok(c, Request::GenerateTransportKey)) {
+        Response::TransportKey(k) => k,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Master: the Security Officer creates `count` shares (threshold
+/// `threshold`) of the MKS in `slot`, and key custodians `kc1`..`kc{count}`
+/// export one each to `transport_key` (exportable). Returns the shares.
+pub fn export_shares(
+    c: &mut ModuleClient,
+    transport_key: &[u8],
+    count: u8,
+    threshold: u8,
+    slot: postvault_module::protocol::MksSlot,
+) -> Vec<postvault_module::protocol::EncryptedShare> {
+    as_user(c, "so", |c| {
+        ok(
+            c,
+            Request::CreateMksShares {
+                count,
+                threshold,
+                slot,
+            },
+        )
+    });
+    (1..=count)
+        .map(|i| {
+            let kc = format!("kc{i}");
+            match as_user(c, &kc, |c| {
+                ok(
+                    c,
+                    Request::ExportShare {
+                        transport_public_key: transport_key.to_vec(),
+                        exportable: true,
+                    },
+                )
+            }) {
+                Response::Share { share, .. } => share,
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Clone in Importing Shares: key custodians `kc1`.. import one share each
+/// (the Security Officer then combines them with [`combine_shares`]).
+pub fn import_shares(c: &mut ModuleClient, shares: &[postvault_module::protocol::EncryptedShare]) {
+    for (i, share) in shares.iter().enumerate() {
+        let kc = format!("kc{}", i + 1);
+        as_user(c, &kc, |c| {
+            ok(
+                c,
+                Request::ImportShare {
+                    share: share.clone(),
+                },
+            )
+        });
+    }
+}
+
+/// A master and a clone that holds the master's MKS: the clone is
+/// Operational, with a transport key (so it can import again), and both have
+/// every role's account (see [`user_for`]).
+pub fn master_and_clone() -> (Fixture, Fixture) {
+    let mf = Fixture::new();
+    let cf = Fixture::new();
+    {
+        let (m, cl) = (mf.open(), cf.open());
+        let (mut mc, mut cc) = (client(&m), client(&cl));
+        master(&mut mc);
+        create_other_roles(&mut mc);
+        initialize(&mut cc);
+        let tk = generate_transport_key(&mut cc);
+        let shares = export_shares(
+            &mut mc,
+            &tk,
+            2,
+            2,
+            postvault_module::protocol::MksSlot::Active,
+        );
+        import_shares(&mut cc, &shares);
+        as_user(&mut cc, "so", |c| ok(c, Request::CombineShares));
+        create_other_roles(&mut cc);
+    }
+    (mf, cf)
+}
+
+/// The module error of a command that must fail (panics on success or on a
+/// session-level failure).
+#[track_caller]
+pub fn run_err(c: &mut ModuleClient, req: Request) -> postvault_module::ModuleError {
+    match c.run(&req) {
+        Err(postvault_module::ClientError::Module(e)) => e,
+        Err(other) => panic!("{:?}: expected a module error, got {other}", req.kind()),
+        Ok(r) => panic!("{:?} must fail, but answered {r:?}", req.kind()),
+    }
+}
+
+/// A copy of the audit entries the fixture's sink has collected.
+pub fn audit_log(f: &Fixture) -> Vec<postvault_audit::AuditEntry> {
+    f.log.lock().unwrap().clone()
+}
+
+/// The sealed NVM file's bytes.
+pub fn nvm_bytes(f: &Fixture) -> Vec<u8> {
+    std::fs::read(
+        f.path()
+            .join("module")
+            .join(postvault_module::nvm::NVM_FILE),
+    )
+    .unwrap()
+}

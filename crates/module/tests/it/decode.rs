@@ -42,9 +42,18 @@ fn random_frames_never_panic_and_change_nothing() {
         bad[i] ^= 0x40;
         let answer = c.exchange_raw(&bad).unwrap();
         let decoded: postvault_module::session::ResponseFrame = decode(&answer).unwrap();
-        assert!(matches!(decoded, postvault_module::session::ResponseFrame::Refused(_)), "byte {i}");
+        assert!(
+            matches!(
+                decoded,
+                postvault_module::session::ResponseFrame::Refused(_)
+            ),
+            "byte {i}"
+        );
     }
-    assert_eq!(std::fs::read(f.path().join("module/nvm.sealed")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(f.path().join("module/nvm.sealed")).unwrap(),
+        before
+    );
     assert_eq!(f.log.lock().unwrap().len(), log_len);
     // The first session's counter moved on with the unsent frame; use a new session.
     let mut c2 = client(&m);

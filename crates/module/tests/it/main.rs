@@ -2,5 +2,7 @@
 //! topics live in submodules).
 mod common;
 
+mod crash;
 mod decode;
 mod lifecycle;
+mod matrix;
