@@ -105,7 +105,7 @@ fn main() {
     let mut seq = 0u64;
     let entry_rate = rate(budget, || {
         let mut e = sample_entry(seq, prev);
-        if seq % 100 == 0 {
+        if seq.is_multiple_of(100) {
             e.sign(&audit_key).unwrap();
         }
         prev = e.hash();
@@ -125,7 +125,7 @@ fn main() {
     let mut prev = GENESIS_HASH;
     for seq in 0..n {
         let mut e = sample_entry(seq, prev);
-        if seq % 100 == 0 || seq == n - 1 {
+        if seq.is_multiple_of(100) || seq == n - 1 {
             e.sign(&audit_key).unwrap();
         }
         prev = e.hash();

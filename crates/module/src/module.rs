@@ -290,6 +290,8 @@ impl Module {
             Ok(Some(image)) => {
                 self.nvm = image;
                 self.audit_key = match self.nvm.audit.as_ref() {
+                    // Zeroized: the chain position is kept, the key is gone.
+                    Some(a) if a.signing_key.is_empty() => None,
                     Some(a) => match EcdsaP256KeyPair::from_pkcs8(&SecretBytes::from_vec(
                         a.signing_key.to_vec(),
                     )) {
@@ -521,11 +523,11 @@ impl Module {
             .agree(client_public)
             .map_err(|_| SessionError::KeyAgreement)?;
         let session_id = loop {
-            let id = u64::from_be_bytes(
-                self.rng
-                    .array::<8>()
-                    .map_err(|_| SessionError::KeyAgreement)?,
-            );
+            let id = u64::from_be_bytes(self.rng.array::<8>().map_err(|e| {
+                // A failed continuous RNG test stops the module (seed 001 self-tests).
+                self.fail_soft(&format!("random generator failed: {e}"));
+                SessionError::KeyAgreement
+            })?);
             if !self.sessions.contains_key(&id) {
                 break id;
             }
@@ -649,6 +651,11 @@ impl Module {
             Err(err) => {
                 if !self.keep_on_error {
                     (self.nvm, self.current, self.export, self.import) = snapshot;
+                }
+                if let ModuleError::SelfTest(test) = &err {
+                    // A failed pairwise or continuous test stops the module,
+                    // whichever command tripped it.
+                    self.fail_soft(&format!("self-test {test} failed"));
                 }
                 let data = match req {
                     Request::Logon { user_id, .. } => vec![("user", user_id.clone())],
@@ -1309,6 +1316,13 @@ impl Module {
                 if note.len() > 1024 {
                     return Err(ModuleError::Invalid(
                         "note must be at most 1024 bytes".into(),
+                    ));
+                }
+                if self.audit_key.is_none() {
+                    // Zeroized, or never initialized: "done" would claim an entry nobody wrote.
+                    return Err(ModuleError::KeyState(
+                        "there is no audit key (zeroized or not initialized): no entry can be written"
+                            .into(),
                     ));
                 }
                 let mut o = Outcome::new(Response::Done).with("note", note.clone());

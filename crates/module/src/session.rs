@@ -347,7 +347,11 @@ pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
     postcard::to_stdvec(frame).expect("encoding a frame into a Vec cannot fail")
 }
 
-/// Decodes a frame; never panics.
+/// Decodes a frame; never panics. Trailing bytes after the frame are
+/// refused: a frame is accepted only exactly as it was sent.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, SessionError> {
-    postcard::from_bytes(bytes).map_err(|_| SessionError::Malformed)
+    match postcard::take_from_bytes(bytes) {
+        Ok((frame, [])) => Ok(frame),
+        _ => Err(SessionError::Malformed),
+    }
 }

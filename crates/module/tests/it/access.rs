@@ -47,7 +47,7 @@ fn users(c: &mut ModuleClient) -> Vec<UserView> {
 }
 
 fn view(c: &mut ModuleClient, user: &str) -> UserView {
-    admin(c, |c| users(c))
+    admin(c, users)
         .into_iter()
         .find(|u| u.user_id == user)
         .unwrap()
@@ -62,19 +62,31 @@ fn wrong_passwords_lock_the_account_across_reboots_until_unlocked() {
         master(&mut c);
         // A successful logon resets the count.
         for i in 0..4 {
-            assert_eq!(logon_err(&mut c, "kc1", &wrong(i)), ModuleError::LogonFailed);
+            assert_eq!(
+                logon_err(&mut c, "kc1", &wrong(i)),
+                ModuleError::LogonFailed
+            );
         }
         as_user(&mut c, "kc1", |_| ());
         for i in 0..2 {
-            assert_eq!(logon_err(&mut c, "kc1", &wrong(i)), ModuleError::LogonFailed);
+            assert_eq!(
+                logon_err(&mut c, "kc1", &wrong(i)),
+                ModuleError::LogonFailed
+            );
         }
         assert_eq!(view(&mut c, "kc1").failures, 2);
     }
     // The count survives a reboot: three more failures reach the limit of 5.
     let m = f.open();
     let mut c = client(&m);
-    assert_eq!(logon_err(&mut c, "kc1", &wrong(10)), ModuleError::LogonFailed);
-    assert_eq!(logon_err(&mut c, "kc1", &wrong(11)), ModuleError::LogonFailed);
+    assert_eq!(
+        logon_err(&mut c, "kc1", &wrong(10)),
+        ModuleError::LogonFailed
+    );
+    assert_eq!(
+        logon_err(&mut c, "kc1", &wrong(11)),
+        ModuleError::LogonFailed
+    );
     assert_eq!(
         logon_err(&mut c, "kc1", &wrong(12)),
         ModuleError::Locked("kc1".into())
@@ -129,7 +141,10 @@ fn wrong_passwords_lock_the_account_across_reboots_until_unlocked() {
             ),
         )
     });
-    assert_eq!(logon_err(&mut c, "kc3", &wrong(0)), ModuleError::LogonFailed);
+    assert_eq!(
+        logon_err(&mut c, "kc3", &wrong(0)),
+        ModuleError::LogonFailed
+    );
     assert_eq!(
         logon_err(&mut c, "kc3", &wrong(1)),
         ModuleError::Locked("kc3".into())
@@ -205,10 +220,18 @@ fn an_expired_password_is_refused_until_the_administrator_sets_a_new_one() {
         ModuleError::PasswordExpired("short".into())
     );
     // A wrong password is still just a failed logon (expiry is not revealed to guessers).
-    assert_eq!(logon_err(&mut c, "short", &wrong(0)), ModuleError::LogonFailed);
+    assert_eq!(
+        logon_err(&mut c, "short", &wrong(0)),
+        ModuleError::LogonFailed
+    );
     // A new password from the Administrator starts a new period.
     let fresh = Password::new("short-fresh-password");
-    admin(&mut c, |c| ok(c, modify("short", AccountSettings::default(), Some(fresh.clone()))));
+    admin(&mut c, |c| {
+        ok(
+            c,
+            modify("short", AccountSettings::default(), Some(fresh.clone())),
+        )
+    });
     assert_eq!(c.logon("short", &fresh).unwrap(), Role::Auditor);
     c.logoff().unwrap();
     assert_eq!(
@@ -251,7 +274,10 @@ fn change_password_refuses_the_current_and_last_five_passwords() {
     ));
     // Too short.
     let e = run_err(&mut c, change(&original, &Password::new("elevenchars")));
-    assert!(matches!(&e, ModuleError::PasswordRejected(w) if w.contains("12")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::PasswordRejected(w) if w.contains("12")),
+        "{e:?}"
+    );
     // Five changes: original -> p1 -> ... -> p5.
     let mut current = original.clone();
     for i in 1..=5 {
@@ -299,7 +325,12 @@ fn weak_passwords_are_refused_everywhere() {
     ];
     users[3].password = Password::new("11-chars-pw");
     assert!(matches!(
-        run_err(&mut c, Request::InitializeAccessControl { users: users.clone() }),
+        run_err(
+            &mut c,
+            Request::InitializeAccessControl {
+                users: users.clone()
+            }
+        ),
         ModuleError::PasswordRejected(_)
     ));
     users[3].password = Password::new("12-chars-pw!");
@@ -320,7 +351,11 @@ fn weak_passwords_are_refused_everywhere() {
         assert!(matches!(
             run_err(
                 c,
-                modify("kc1", AccountSettings::default(), Some(Password::new("tiny")))
+                modify(
+                    "kc1",
+                    AccountSettings::default(),
+                    Some(Password::new("tiny"))
+                )
             ),
             ModuleError::PasswordRejected(_)
         ));
@@ -381,7 +416,10 @@ fn an_idle_user_is_logged_off_after_the_logon_timeout() {
     let entries = audit_log(&f).len();
     f.clock.advance(timeout + 1);
     // The next command runs as nobody.
-    assert_eq!(ok(&mut c, Request::QueryCurrentRole), Response::Role(Role::NoRole));
+    assert_eq!(
+        ok(&mut c, Request::QueryCurrentRole),
+        Response::Role(Role::NoRole)
+    );
     assert_eq!(status(&mut c).user_id, None);
     assert!(matches!(
         run_err(&mut c, Request::Logoff),
@@ -487,7 +525,10 @@ fn initialize_access_control_needs_the_right_accounts_once() {
             users: vec![ad(), so(), kc(3), kc(4)],
         },
     );
-    assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("already initialized")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::Invalid(w) if w.contains("already initialized")),
+        "{e:?}"
+    );
     assert!(matches!(
         c.logon("kc3", &pw("kc3")),
         Err(ClientError::Module(ModuleError::LogonFailed))
@@ -520,21 +561,43 @@ fn delete_user_keeps_the_module_administrable() {
     as_user(&mut c, "admin", |c| {
         // No self-deletion (which would also remove the last administrator).
         let e = run_err(c, delete("admin"));
-        assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("own account")), "{e:?}");
+        assert!(
+            matches!(&e, ModuleError::Invalid(w) if w.contains("own account")),
+            "{e:?}"
+        );
         // The last security officer stays.
         let e = run_err(c, delete("so"));
-        assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("fewer than 1")), "{e:?}");
-        assert!(matches!(run_err(c, delete("nobody")), ModuleError::Invalid(_)));
+        assert!(
+            matches!(&e, ModuleError::Invalid(w) if w.contains("fewer than 1")),
+            "{e:?}"
+        );
+        assert!(matches!(
+            run_err(c, delete("nobody")),
+            ModuleError::Invalid(_)
+        ));
         // Key custodians down to two, not below.
         for u in ["kc5", "kc4", "kc3"] {
             ok(c, delete(u));
         }
         let e = run_err(c, delete("kc2"));
-        assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("fewer than 2")), "{e:?}");
+        assert!(
+            matches!(&e, ModuleError::Invalid(w) if w.contains("fewer than 2")),
+            "{e:?}"
+        );
         assert_eq!(users(c).len(), 4);
         // With a second security officer and administrator, the first ones may go.
-        ok(c, Request::CreateUser { user: new_user("so2", Role::SecurityOfficer) });
-        ok(c, Request::CreateUser { user: new_user("admin2", Role::Administrator) });
+        ok(
+            c,
+            Request::CreateUser {
+                user: new_user("so2", Role::SecurityOfficer),
+            },
+        );
+        ok(
+            c,
+            Request::CreateUser {
+                user: new_user("admin2", Role::Administrator),
+            },
+        );
         ok(c, delete("so"));
     });
     // The deleted key custodian was logged off at once and cannot log on again.
@@ -546,14 +609,14 @@ fn delete_user_keeps_the_module_administrable() {
     as_user(&mut c, "admin2", |c| {
         ok(c, delete("admin"));
         // Now admin2 is the last administrator and cannot delete itself.
-        assert!(matches!(run_err(c, delete("admin2")), ModuleError::Invalid(_)));
+        assert!(matches!(
+            run_err(c, delete("admin2")),
+            ModuleError::Invalid(_)
+        ));
         assert!(matches!(run_err(c, delete("so2")), ModuleError::Invalid(_)));
     });
     as_user(&mut c, "so2", |c| ok(c, Request::EndAdmin));
-    assert_eq!(
-        logon_err(&mut c, "so", &pw("so")),
-        ModuleError::LogonFailed
-    );
+    assert_eq!(logon_err(&mut c, "so", &pw("so")), ModuleError::LogonFailed);
 }
 
 #[test]
@@ -569,7 +632,10 @@ fn an_unknown_user_gets_the_same_answer_as_a_wrong_password() {
     assert_eq!(unknown.to_string(), wrong_pw.to_string());
     let log = audit_log(&f);
     let (a, b) = (&log[log.len() - 2], &log[log.len() - 1]);
-    assert_eq!((a.reason.as_str(), b.reason.as_str()), ("logon-failed", "logon-failed"));
+    assert_eq!(
+        (a.reason.as_str(), b.reason.as_str()),
+        ("logon-failed", "logon-failed")
+    );
     assert_eq!(a.data["error"], b.data["error"]);
     // Unknown users can be tried any number of times without locking anybody.
     for i in 0..6 {

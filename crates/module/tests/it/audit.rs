@@ -89,7 +89,12 @@ fn a_ceremony_log_verifies_with_the_exported_key_and_records_who_did_what() {
     let mut seen = HashSet::new();
     for e in log.iter().filter(|e| e.reason == "ok") {
         if signed.contains(e.command.as_str()) {
-            assert!(e.signature.is_some(), "{} (seq {}) unsigned", e.command, e.seq);
+            assert!(
+                e.signature.is_some(),
+                "{} (seq {}) unsigned",
+                e.command,
+                e.seq
+            );
             seen.insert(e.command.clone());
         }
     }
@@ -104,35 +109,61 @@ fn a_ceremony_log_verifies_with_the_exported_key_and_records_who_did_what() {
     }
     // A forced entry is signed; an ordinary one (well before the periodic
     // signature) is not.
-    let forced = log.iter().find(|e| e.data.get("note").map(String::as_str) == Some("forced"));
+    let forced = log
+        .iter()
+        .find(|e| e.data.get("note").map(String::as_str) == Some("forced"));
     assert!(forced.unwrap().signature.is_some());
-    let plain = log.iter().find(|e| e.data.get("note").map(String::as_str) == Some("ordinary"));
+    let plain = log
+        .iter()
+        .find(|e| e.data.get("note").map(String::as_str) == Some("ordinary"));
     assert!(plain.unwrap().signature.is_none());
 
-    // Each entry says who, in which role, in which states, and why.
-    let logon = find(&log, "Logon", Some("so"));
-    assert_eq!(logon.role.as_deref(), Some("security-officer"));
-    assert_eq!(logon.data["user"], "so");
+    // Each entry says who, in which role, in which states, and why. A Logon
+    // is made by nobody yet; it names the user and role it logged on.
+    let logon = log
+        .iter()
+        .rfind(|e| e.command == "Logon" && e.reason == "ok" && e.data["user"] == "so")
+        .unwrap();
     assert_eq!(
-        (logon.current_state.as_str(), logon.persistent_state.as_str()),
+        (logon.user_id.as_deref(), logon.role.as_deref()),
+        (None, None)
+    );
+    assert_eq!(logon.data["role"], "security-officer");
+    let logoff = find(&log, "Logoff", Some("so"));
+    assert_eq!(logoff.role.as_deref(), Some("security-officer"));
+    assert_eq!(
+        (
+            logon.current_state.as_str(),
+            logon.persistent_state.as_str()
+        ),
         ("Operational", "Operational")
     );
     let begin = find(&log, "BeginAdmin", Some("so"));
     assert_eq!(
-        (begin.current_state.as_str(), begin.persistent_state.as_str()),
+        (
+            begin.current_state.as_str(),
+            begin.persistent_state.as_str()
+        ),
         ("Administrative", "Administrative")
     );
     let create = find(&log, "CreateUser", Some("admin"));
     assert_eq!(create.role.as_deref(), Some("administrator"));
     assert_eq!(create.current_state, "Administrative");
     let init = find(&log, "InitializeAccessControl", None);
-    assert_eq!((init.current_state.as_str(), init.role.as_deref()), ("Initializing", None));
+    assert_eq!(
+        (init.current_state.as_str(), init.role.as_deref()),
+        ("Initializing", None)
+    );
     assert!(init.data["users"].contains("kc5:key-custodian"));
     let states: HashSet<&str> = ModuleState::ALL.iter().map(|s| s.as_str()).collect();
     for e in &log {
         assert_eq!(e.user_id.is_some(), e.role.is_some(), "seq {}", e.seq);
         assert!(states.contains(e.current_state.as_str()), "seq {}", e.seq);
-        assert!(states.contains(e.persistent_state.as_str()), "seq {}", e.seq);
+        assert!(
+            states.contains(e.persistent_state.as_str()),
+            "seq {}",
+            e.seq
+        );
         assert!(!e.reason.is_empty());
         assert_eq!(e.time, T0);
     }
@@ -166,7 +197,10 @@ fn refusals_and_failed_logons_are_audited_without_any_password() {
     let reply = c.call(&Request::GenerateMks).unwrap();
     assert!(matches!(reply.result, Err(ModuleError::Denied { .. })));
     let e = reply.audit.expect("a denied command is audited");
-    assert_eq!((e.command.as_str(), e.reason.as_str()), ("GenerateMks", "denied"));
+    assert_eq!(
+        (e.command.as_str(), e.reason.as_str()),
+        ("GenerateMks", "denied")
+    );
     assert_eq!((e.user_id.as_deref(), e.role.as_deref()), (None, None));
     assert!(e.data["error"].contains("not allowed"), "{:?}", e.data);
     assert_eq!(audit_log(&f).last(), Some(&e));
@@ -174,7 +208,12 @@ fn refusals_and_failed_logons_are_audited_without_any_password() {
     let reply = c.call(&Request::BeginAdmin).unwrap();
     let e = reply.audit.expect("audited");
     assert_eq!(
-        (e.command.as_str(), e.reason.as_str(), e.user_id.as_deref(), e.role.as_deref()),
+        (
+            e.command.as_str(),
+            e.reason.as_str(),
+            e.user_id.as_deref(),
+            e.role.as_deref()
+        ),
         ("BeginAdmin", "denied", Some("kc1"), Some("key-custodian"))
     );
     assert_eq!(e.current_state, "Operational");
@@ -256,7 +295,10 @@ fn with_sign_every_three_every_third_entry_is_signed() {
     let log = audit_log(&f);
     let run: Vec<bool> = log[start..].iter().map(|e| e.signature.is_some()).collect();
     assert_eq!(run.len(), 9);
-    let first = run.iter().position(|&s| s).expect("a signed entry in the run");
+    let first = run
+        .iter()
+        .position(|&s| s)
+        .expect("a signed entry in the run");
     assert!(first < 3, "{run:?}");
     for (i, &s) in run.iter().enumerate() {
         assert_eq!(s, i % 3 == first % 3, "entry {i} of the run: {run:?}");
@@ -264,7 +306,11 @@ fn with_sign_every_three_every_third_entry_is_signed() {
     // Over the whole log, never more than two unsigned entries in a row.
     let mut unsigned_run = 0;
     for e in &log {
-        unsigned_run = if e.signature.is_some() { 0 } else { unsigned_run + 1 };
+        unsigned_run = if e.signature.is_some() {
+            0
+        } else {
+            unsigned_run + 1
+        };
         assert!(unsigned_run <= 2, "seq {}", e.seq);
     }
     let key: [u8; 65] = hex::decode(&log[0].data["audit_key"])
@@ -287,7 +333,11 @@ fn the_first_entry_after_a_reboot_is_signed() {
         }
     }
     let before = audit_log(&f);
-    assert!(before[before.len() - 3..].iter().all(|e| e.signature.is_none()));
+    assert!(
+        before[before.len() - 3..]
+            .iter()
+            .all(|e| e.signature.is_none())
+    );
 
     let m = f.open();
     let mut c = client(&m);
@@ -298,7 +348,10 @@ fn the_first_entry_after_a_reboot_is_signed() {
     ok(&mut c, note("and then", false));
     let log = audit_log(&f);
     let after = &log[before.len()..];
-    assert!(after[0].signature.is_some(), "first entry after reboot unsigned");
+    assert!(
+        after[0].signature.is_some(),
+        "first entry after reboot unsigned"
+    );
     assert!(after[1].signature.is_none());
     // One chain across the reboot.
     let key: [u8; 65] = hex::decode(&log[0].data["audit_key"])
@@ -343,7 +396,10 @@ fn audit_key_rotation_is_followed_by_the_verifier() {
         .find(|e| e.command == "CreateAuditKey")
         .expect("rotation entry");
     assert_eq!(rotation.data["new_audit_key"], hex::encode(k2));
-    assert!(rotation.verify_signature(&k1), "announced under the old key");
+    assert!(
+        rotation.verify_signature(&k1),
+        "announced under the old key"
+    );
     assert!(!rotation.verify_signature(&k2));
     let later = log.last().unwrap();
     assert!(later.verify_signature(&k2));
@@ -386,14 +442,19 @@ fn a_failed_signature_sends_the_module_to_error_until_a_reboot() {
         assert_eq!(s.current_state, ModuleState::Error);
         assert_eq!(s.persistent_state, ModuleState::Operational);
         assert!(
-            s.error.as_deref().unwrap_or("").contains("could not be signed"),
+            s.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("could not be signed"),
             "{:?}",
             s.error
         );
         // In Error, operators cannot log on.
         assert!(matches!(
             c.logon("so", &pw("so")),
-            Err(postvault_module::ClientError::Module(ModuleError::InError(_)))
+            Err(postvault_module::ClientError::Module(ModuleError::InError(
+                _
+            )))
         ));
     }
     // A restart clears the non-fatal error; the audit chain is intact.
@@ -403,13 +464,24 @@ fn a_failed_signature_sends_the_module_to_error_until_a_reboot() {
     assert_eq!((s.current_state, s.error), (ModuleState::Operational, None));
     as_user(&mut c, "so", |c| ok(c, note("after recovery", false)));
     let log = audit_log(&f);
+    // The entry made while signing failed is in the log, unsigned, recording the Error.
+    let failed = log
+        .iter()
+        .find(|e| e.data.get("note").map(String::as_str) == Some("cannot be signed"))
+        .expect("the entry whose signature failed is kept");
+    assert!(failed.signature.is_none());
+    assert_eq!(failed.current_state, "Error");
     let key: [u8; 65] = hex::decode(&log[0].data["audit_key"])
         .unwrap()
         .try_into()
         .unwrap();
     let report = verify_chain(&log, &key).expect("the audit chain survives a signature failure");
     assert_eq!(report.entries, log.len());
-    assert_eq!(log.last().unwrap().data["note"], "after recovery");
+    let recovered = &log[log.len() - 2];
+    assert_eq!(recovered.data["note"], "after recovery");
+    assert_eq!(recovered.user_id.as_deref(), Some("so"));
+    // The first entry after the reboot is signed again.
+    assert!(log[log.len() - 3].signature.is_some());
 }
 
 #[test]
@@ -438,7 +510,11 @@ fn a_broken_chain_is_a_fatal_error_that_survives_reboot() {
             (ModuleState::Error, ModuleState::Error)
         );
         assert!(s.error.unwrap().contains("audit chain is broken"));
-        assert_eq!(audit_log(&f).len(), stored, "the entry never reached the sink");
+        assert_eq!(
+            audit_log(&f).len(),
+            stored,
+            "the entry never reached the sink"
+        );
     }
     // A reboot does not clear it.
     let m = f.open();
@@ -451,7 +527,9 @@ fn a_broken_chain_is_a_fatal_error_that_survives_reboot() {
     assert!(s.error.unwrap().contains("audit chain is broken"));
     assert!(matches!(
         c.logon("so", &pw("so")),
-        Err(postvault_module::ClientError::Module(ModuleError::InError(_)))
+        Err(postvault_module::ClientError::Module(ModuleError::InError(
+            _
+        )))
     ));
     // Only Reset leaves it.
     ok(&mut c, Request::Reset);

@@ -65,7 +65,10 @@ fn new_master() -> Node {
     let f = Fixture::new();
     let m = f.open();
     master(&mut client(&m));
-    Node { ops: Ops::new(&m), f }
+    Node {
+        ops: Ops::new(&m),
+        f,
+    }
 }
 
 /// A clone in Importing Shares, and its transport public key.
@@ -172,7 +175,11 @@ fn token(n: &mut Node, key_type: KeyType, identity: &str) -> (KeyToken, TokenChe
 }
 
 fn check(n: &mut Node, t: &KeyToken) -> Result<TokenCheck, ModuleError> {
-    match n.ops.session("so").run(&Request::CheckKeyToken { token: t.clone() }) {
+    match n
+        .ops
+        .session("so")
+        .run(&Request::CheckKeyToken { token: t.clone() })
+    {
         Ok(Response::TokenCheck(c)) => Ok(c),
         Ok(other) => panic!("unexpected {other:?}"),
         Err(postvault_module::ClientError::Module(e)) => Err(e),
@@ -381,7 +388,10 @@ fn tampered_foreign_mixed_and_repeated_shares_are_rejected() {
     let mut s = foreign[0].clone();
     s.transport_key_hash = good.transport_key_hash.clone();
     let why = rejected(import(&mut c, "kc1", &s).unwrap_err());
-    assert!(why.contains("share 1") && why.contains("authentication"), "{why}");
+    assert!(
+        why.contains("share 1") && why.contains("authentication"),
+        "{why}"
+    );
 
     // Nothing above counted: kc1 enters the genuine share 1.
     assert_eq!(
@@ -459,14 +469,26 @@ fn export_rules_and_abort() {
     ));
     // The same custodian cannot take a second share.
     let e = m.ops.err("kc1", export(&tk1, true));
-    assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("already exported")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::Invalid(w) if w.contains("already exported")),
+        "{e:?}"
+    );
     // All shares go to one destination, with one exportable flag.
     let e = m.ops.err("kc2", export(&tk2, true));
-    assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("same destination")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::Invalid(w) if w.contains("same destination")),
+        "{e:?}"
+    );
     let e = m.ops.err("kc2", export(&tk1, false));
-    assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("exportable")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::Invalid(w) if w.contains("exportable")),
+        "{e:?}"
+    );
     let e = m.ops.err("kc2", export(&tk1[..31], true));
-    assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("32 bytes")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::Invalid(w) if w.contains("32 bytes")),
+        "{e:?}"
+    );
     // Only key custodians export; other commands wait.
     assert!(matches!(
         m.ops.err("so", export(&tk1, true)),
@@ -682,7 +704,8 @@ fn rollover_from_one_mks_generation_to_the_next() {
     ));
     // Nothing to translate into before activation.
     assert!(matches!(
-        m.ops.err("so", Request::TranslateToken { token: t1.clone() }),
+        m.ops
+            .err("so", Request::TranslateToken { token: t1.clone() }),
         ModuleError::KeyState(_)
     ));
 
@@ -707,7 +730,10 @@ fn rollover_from_one_mks_generation_to_the_next() {
 
     // Both activate generation 2; generation 1 becomes the dormant one.
     for n in [&mut m, &mut c] {
-        assert_eq!(n.ops.run("so", Request::ActivateMks), Response::Mks(gen2.clone()));
+        assert_eq!(
+            n.ops.run("so", Request::ActivateMks),
+            Response::Mks(gen2.clone())
+        );
         let s = n.ops.status();
         assert_eq!(s.keys.active_mks.as_ref(), Some(&gen2));
         assert_eq!(s.keys.dormant_mks.as_ref(), Some(&gen1));
@@ -717,14 +743,20 @@ fn rollover_from_one_mks_generation_to_the_next() {
         ));
     }
     // Translation keeps the key and re-seals it under generation 2.
-    let (t2, c2) = match m.ops.run("so", Request::TranslateToken { token: t1.clone() }) {
+    let (t2, c2) = match m
+        .ops
+        .run("so", Request::TranslateToken { token: t1.clone() })
+    {
         Response::Token { token, check } => (token, check),
         other => panic!("unexpected {other:?}"),
     };
     assert_eq!(c2.kcv, c1.kcv);
     assert_eq!(c2.mks_generation, 2);
     assert_eq!(hex::encode(t2.mks_id), gen2.id);
-    assert_eq!((t2.identity.as_str(), t2.usage), ("record/1", KeyUsage::General));
+    assert_eq!(
+        (t2.identity.as_str(), t2.usage),
+        ("record/1", KeyUsage::General)
+    );
     for n in [&mut m, &mut c] {
         assert_eq!(check(n, &t2).unwrap().kcv, c1.kcv);
         // The old token still opens while its MKS is dormant.
@@ -732,11 +764,15 @@ fn rollover_from_one_mks_generation_to_the_next() {
     }
     // A token already under the active MKS is not translated again.
     assert!(matches!(
-        m.ops.err("so", Request::TranslateToken { token: t2.clone() }),
+        m.ops
+            .err("so", Request::TranslateToken { token: t2.clone() }),
         ModuleError::KeyState(_)
     ));
     // New tokens are generation 2.
-    assert_eq!(token(&mut m, KeyType::Aes256, "record/2").1.mks_generation, 2);
+    assert_eq!(
+        token(&mut m, KeyType::Aes256, "record/2").1.mks_generation,
+        2
+    );
 
     // Deleting the dormant MKS retires generation 1 for good.
     for n in [&mut m, &mut c] {
@@ -744,7 +780,8 @@ fn rollover_from_one_mks_generation_to_the_next() {
         assert_eq!(n.ops.status().keys.dormant_mks, None);
         assert!(matches!(check(n, &t1), Err(ModuleError::KeyState(_))));
         assert!(matches!(
-            n.ops.err("so", Request::TranslateToken { token: t1.clone() }),
+            n.ops
+                .err("so", Request::TranslateToken { token: t1.clone() }),
             ModuleError::KeyState(_)
         ));
         assert_eq!(check(n, &t2).unwrap().kcv, c1.kcv);
@@ -772,7 +809,13 @@ fn certificates(dir: &Path) -> (Vec<u8>, Vec<u8>) {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
     openssl(
         &[
             &["req", "-x509"][..],
@@ -799,14 +842,37 @@ fn certificates(dir: &Path) -> (Vec<u8>, Vec<u8>) {
         &[
             &["req", "-new"][..],
             &ec,
-            &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=psd 1"],
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=psd 1",
+            ],
         ]
         .concat(),
     );
     std::fs::write(dir.join("leaf.ext"), "basicConstraints=critical,CA:FALSE\n").unwrap();
     openssl(&[
-        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial",
-        "2", "-days", "30", "-extfile", "leaf.ext", "-outform", "DER", "-out", "leaf.der",
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "30",
+        "-extfile",
+        "leaf.ext",
+        "-outform",
+        "DER",
+        "-out",
+        "leaf.der",
     ]);
     (
         std::fs::read(dir.join("ca.der")).unwrap(),
@@ -838,14 +904,21 @@ fn crypto_card_keys_generated_on_the_master_load_on_the_clone() {
     };
 
     // A non-CA certificate, garbage, or trailing bytes are refused; nothing is loaded.
-    for bad in [leaf.clone(), b"not a certificate".to_vec(), [&ca[..], &[0]].concat()] {
+    for bad in [
+        leaf.clone(),
+        b"not a certificate".to_vec(),
+        [&ca[..], &[0]].concat(),
+    ] {
         match m.ops.err("so", card(CryptoCardKeys::Generate, &bad)) {
             ModuleError::Invalid(_) => {}
             other => panic!("{other:?}"),
         }
     }
     let e = m.ops.err("so", card(CryptoCardKeys::Generate, &leaf));
-    assert!(matches!(&e, ModuleError::Invalid(w) if w.contains("not a CA")), "{e:?}");
+    assert!(
+        matches!(&e, ModuleError::Invalid(w) if w.contains("not a CA")),
+        "{e:?}"
+    );
     let mut bad_provider = card(CryptoCardKeys::Generate, &ca);
     if let Request::InitializeCryptoCard {
         provider_public_key,
@@ -854,7 +927,10 @@ fn crypto_card_keys_generated_on_the_master_load_on_the_clone() {
     {
         *provider_public_key = Some(vec![4; 33]);
     }
-    assert!(matches!(m.ops.err("so", bad_provider), ModuleError::Invalid(_)));
+    assert!(matches!(
+        m.ops.err("so", bad_provider),
+        ModuleError::Invalid(_)
+    ));
     assert!(!m.ops.status().keys.crypto_card);
 
     let out: CryptoCardOutput = match m.ops.run("so", card(CryptoCardKeys::Generate, &ca)) {
@@ -871,22 +947,34 @@ fn crypto_card_keys_generated_on_the_master_load_on_the_clone() {
         decryption: decryption.clone(),
     };
     assert!(matches!(
-        c.ops.err("so", card(load(&out.signing_token, &out.decryption_token), &leaf)),
+        c.ops.err(
+            "so",
+            card(load(&out.signing_token, &out.decryption_token), &leaf)
+        ),
         ModuleError::Invalid(_)
     ));
     assert!(matches!(
-        c.ops.err("so", card(load(&out.decryption_token, &out.signing_token), &ca)),
+        c.ops.err(
+            "so",
+            card(load(&out.decryption_token, &out.signing_token), &ca)
+        ),
         ModuleError::Rejected(_)
     ));
     let mut tampered = out.signing_token.clone();
     tampered.sealed[5] ^= 1;
     assert!(matches!(
-        c.ops.err("so", card(load(&tampered, &out.decryption_token), &ca)),
+        c.ops
+            .err("so", card(load(&tampered, &out.decryption_token), &ca)),
         ModuleError::Rejected(_)
     ));
-    let (general, _) = token(&mut m, KeyType::EcdsaP256, "crypto-card/registration-signing");
+    let (general, _) = token(
+        &mut m,
+        KeyType::EcdsaP256,
+        "crypto-card/registration-signing",
+    );
     assert!(matches!(
-        c.ops.err("so", card(load(&general, &out.decryption_token), &ca)),
+        c.ops
+            .err("so", card(load(&general, &out.decryption_token), &ca)),
         ModuleError::Rejected(_)
     ));
     assert!(!c.ops.status().keys.crypto_card);
@@ -911,7 +999,11 @@ fn crypto_card_keys_generated_on_the_master_load_on_the_clone() {
     let (em, ec) = (entry(&m.f), entry(&c.f));
     assert_eq!(em.data["mode"], "generate");
     assert_eq!(ec.data["mode"], "load");
-    for k in ["registration_signing_key", "registration_encryption_key", "ca_certificate"] {
+    for k in [
+        "registration_signing_key",
+        "registration_encryption_key",
+        "ca_certificate",
+    ] {
         assert_eq!(em.data[k], ec.data[k], "{k}");
     }
     assert!(em.signature.is_some() && ec.signature.is_some());

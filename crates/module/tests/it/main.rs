@@ -2,7 +2,13 @@
 //! topics live in submodules).
 mod common;
 
+mod access;
+mod audit;
 mod crash;
 mod decode;
+mod keys;
 mod lifecycle;
 mod matrix;
+mod nvm;
+mod selftest;
+mod session;

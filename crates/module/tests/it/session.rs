@@ -74,7 +74,9 @@ fn open_session_confirms_that_both_ends_derived_the_same_keys() {
     else {
         panic!("expected Opened, got {answer:?}");
     };
-    let session = pending.finish(&answer).expect("genuine confirmation verifies");
+    let session = pending
+        .finish(&answer)
+        .expect("genuine confirmation verifies");
     assert_eq!(session.session_id(), session_id);
 
     // An altered confirmation, module key or session ID is caught by the host.
@@ -135,11 +137,12 @@ fn every_altered_request_frame_is_refused_and_changes_nothing() {
         let frame = sealed(&good);
         assert_eq!(frame.encrypted, encrypted);
         let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
-        let mut mutate = |name: &'static str, expect: &'static str, g: &dyn Fn(&mut SealedFrame)| {
-            let mut f = frame.clone();
-            g(&mut f);
-            cases.push((name, reseal(f), expect));
-        };
+        let mut mutate =
+            |name: &'static str, expect: &'static str, g: &dyn Fn(&mut SealedFrame)| {
+                let mut f = frame.clone();
+                g(&mut f);
+                cases.push((name, reseal(f), expect));
+            };
         mutate("flipped MAC byte", "authentication failed", &|f| {
             f.mac[0] ^= 1
         });
@@ -166,7 +169,7 @@ fn every_altered_request_frame_is_refused_and_changes_nothing() {
         // Byte-level damage to the encoded frame.
         let mut appended = good.clone();
         appended.push(0);
-        cases.push(("appended byte after the frame", appended, ""));
+        cases.push(("appended byte after the frame", appended, "does not decode"));
         cases.push((
             "frame cut short",
             good[..good.len() - 1].to_vec(),
@@ -254,11 +257,20 @@ fn frames_for_unknown_or_other_sessions_are_refused() {
     }
     let why = refusal(&a.exchange_raw(&reseal(unknown)).unwrap());
     assert!(why.contains("unknown or closed session"), "{why}");
-    // Session A's frame relabelled for session B: B's keys do not verify it.
-    let mut moved = sealed(&frame);
+    // A frame relabelled for session B (with the counter B expects): B's
+    // keys do not verify it.
+    let mut a2 = client(&m);
+    let (first, _) = a2.wrap_raw(&note("from a2"), false).unwrap();
+    let mut moved = sealed(&first);
+    assert_eq!(moved.counter, 0);
     moved.session_id = b.session_id();
     let why = refusal(&a.exchange_raw(&reseal(moved)).unwrap());
     assert!(why.contains("authentication failed"), "{why}");
+    // With A's counter it is out of order for B.
+    let mut moved = sealed(&frame);
+    moved.session_id = b.session_id();
+    let why = refusal(&a.exchange_raw(&reseal(moved)).unwrap());
+    assert!(why.contains("out of order"), "{why}");
     assert_eq!(audit_log(&f).len(), log_len);
     // Neither session was disturbed: B still expects counter 0, A counter n.
     assert_eq!(status(&mut b).current_state, ModuleState::Operational);
@@ -309,6 +321,12 @@ fn an_altered_response_is_rejected_by_the_client() {
             ));
         }
         assert!(c.unwrap_raw(&answer[..answer.len() - 1], n).is_err());
+        let mut appended = answer.clone();
+        appended.push(0);
+        assert!(matches!(
+            c.unwrap_raw(&appended, n),
+            Err(ClientError::Session(SessionError::Malformed))
+        ));
         // The answer is bound to this session: another session's client rejects it.
         assert!(other.unwrap_raw(&answer, n).is_err());
         // The untouched answer is accepted.
@@ -395,16 +413,19 @@ fn there_is_no_sessionless_path_to_the_commands() {
         let why = refusal(&m.lock().unwrap().handle(&req.encode()));
         assert!(why.contains("does not decode"), "{:?}: {why}", req.kind());
     }
-    // A frame that claims a session but carries no valid MAC.
+    // A frame that claims a fresh session, with the counter it expects, but
+    // carries no valid MAC (whoever lacks the session keys cannot make one).
+    let mut fresh = client(&m);
     let forged = SealedFrame {
-        session_id: c.session_id(),
+        session_id: fresh.session_id(),
         counter: 0,
         encrypted: false,
         body: logon_req("so").encode(),
         mac: [0; 32],
     };
     let why = refusal(&m.lock().unwrap().handle(&reseal(forged)));
-    assert!(why.contains("out of order") || why.contains("authentication failed"));
+    assert!(why.contains("authentication failed"), "{why}");
+    assert_eq!(status(&mut fresh).user_id, None);
     assert_eq!(audit_log(&f).len(), log_len);
     assert_eq!(nvm_bytes(&f), nvm);
     let s = status(&mut c);
@@ -461,7 +482,10 @@ fn sessions_are_independent_and_hold_one_user_each() {
     // B sees nobody and has no rights.
     let s = status(&mut b);
     assert_eq!((s.user_id, s.role), (None, Role::NoRole));
-    assert_eq!(ok(&mut b, Request::QueryCurrentRole), Response::Role(Role::NoRole));
+    assert_eq!(
+        ok(&mut b, Request::QueryCurrentRole),
+        Response::Role(Role::NoRole)
+    );
     assert!(matches!(
         run_err(&mut b, Request::BeginAdmin),
         ModuleError::Denied {
@@ -487,8 +511,14 @@ fn sessions_are_independent_and_hold_one_user_each() {
     );
     // B logs on someone else; each session keeps its own user.
     assert_eq!(b.logon("kc1", &pw("kc1")).unwrap(), Role::KeyCustodian);
-    assert_eq!(ok(&mut a, Request::QueryCurrentRole), Response::Role(Role::SecurityOfficer));
-    assert_eq!(ok(&mut b, Request::QueryCurrentRole), Response::Role(Role::KeyCustodian));
+    assert_eq!(
+        ok(&mut a, Request::QueryCurrentRole),
+        Response::Role(Role::SecurityOfficer)
+    );
+    assert_eq!(
+        ok(&mut b, Request::QueryCurrentRole),
+        Response::Role(Role::KeyCustodian)
+    );
     // The KC on B cannot use the SO's rights on A, and logging off B leaves A alone.
     assert!(matches!(
         run_err(&mut b, Request::BeginAdmin),
@@ -517,7 +547,10 @@ fn the_password_never_appears_in_the_logon_frame() {
     // does the answer; a fresh session carries it, in counter order.
     let mut c2 = client(&m);
     let (frame, n) = c2.wrap_raw(&logon_req("so"), true).unwrap();
-    assert!(!contains(&frame), "password visible in the encrypted Logon frame");
+    assert!(
+        !contains(&frame),
+        "password visible in the encrypted Logon frame"
+    );
     assert!(!contains(&sealed(&frame).body));
     let answer = c2.exchange_raw(&frame).unwrap();
     assert!(!contains(&answer));
@@ -550,7 +583,10 @@ fn serve(f: &Fixture) -> std::path::PathBuf {
 fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -593,7 +629,12 @@ fn daemon_round_trip_over_a_unix_socket_and_logoff_on_disconnect() {
             last.user_id.as_deref(),
             last.role.as_deref()
         ),
-        ("Logoff", "disconnected", Some("so"), Some("security-officer"))
+        (
+            "Logoff",
+            "disconnected",
+            Some("so"),
+            Some("security-officer")
+        )
     );
     // The audit log the daemon produced verifies.
     let key: [u8; 65] = hex::decode(&log[0].data["audit_key"])
