@@ -19,19 +19,33 @@ pub const MAX_FRAME: usize = 16 << 20;
 pub enum ClientError {
     /// Socket error.
     #[error("connection to the module failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// Session-level failure on our side (bad MAC on the response, ...).
     #[error("secure session: {0}")]
-    Session(#[from] SessionError),
+    Session(SessionError),
     /// The module refused the frame (session-level).
     #[error("the module refused the message: {0}")]
     Refused(String),
     /// The module executed the command and returned an error.
-    #[error("{0}")]
+    #[error(transparent)]
     Module(#[from] ModuleError),
     /// The answer did not make sense.
     #[error("protocol error: {0}")]
     Protocol(String),
+}
+
+// Hand-written so the cause is part of the message but not also reported as
+// a `source` (which would print it twice in an error chain).
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+impl From<SessionError> for ClientError {
+    fn from(e: SessionError) -> Self {
+        ClientError::Session(e)
+    }
 }
 
 /// Carries frames to a module and back.

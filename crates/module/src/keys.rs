@@ -61,10 +61,12 @@ pub struct KeyToken {
     /// Generation of the sealing MKS.
     pub mks_generation: u32,
     /// ID of the sealing MKS (16 bytes).
+    #[serde(with = "crate::serde_hex::array16")]
     pub mks_id: [u8; 16],
     /// Identity of the record the token belongs to.
     pub identity: String,
     /// nonce || AES-256-GCM(key) || tag.
+    #[serde(with = "crate::serde_hex::vec")]
     pub sealed: Vec<u8>,
 }
 

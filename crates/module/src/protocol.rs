@@ -262,8 +262,10 @@ pub struct EncryptedShare {
     /// ID of the exporting module (hex).
     pub source_module: String,
     /// HPKE encapsulated key.
+    #[serde(with = "crate::serde_hex::vec")]
     pub enc: Vec<u8>,
     /// HPKE ciphertext of the share.
+    #[serde(with = "crate::serde_hex::vec")]
     pub ciphertext: Vec<u8>,
 }
 

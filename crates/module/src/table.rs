@@ -20,8 +20,11 @@
 //!   implement seed 001's self-tests on demand and seed 003's zeroization.
 //! - Set Clock and View Users are Administrative-state commands (the access
 //!   control text of seed 002); View Users keeps Table 2's roles.
-//! - Reset is for the Security Officer in any initialized state, and for
-//!   anyone at the module in Error state (the seed's "reboot or reset").
+//! - Reset is for the Security Officer in any initialized state, for
+//!   anyone at the module in Error state (the seed's "reboot or reset"), and
+//!   for No-Role in Initializing: a start that failed before any account
+//!   exists must be resettable, and an Initializing module holds no master
+//!   key yet.
 use crate::protocol::Request;
 use crate::types::{ModuleState, Role};
 
@@ -226,6 +229,7 @@ pub const RULES: &[Rule] = &[
     rule(C::Zeroize, OPERATING_AND_ERROR, &[R::SecurityOfficer]),
     rule(C::Reset, OPERATING_AND_ERROR, &[R::SecurityOfficer]),
     rule(C::Reset, &[S::Error], ANYONE),
+    rule(C::Reset, &[S::Initializing], &[R::NoRole]),
 ];
 
 /// True when `kind` may run in `state` for `role`.

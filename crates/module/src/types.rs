@@ -52,7 +52,9 @@ impl std::fmt::Display for ModuleState {
 }
 
 /// Operator roles (seeds 001 and 002). Every user has exactly one.
+/// Serialized by the same names as [`Role::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Initiates key management: MKS generation, shares, activation.
     SecurityOfficer,

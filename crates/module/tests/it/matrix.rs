@@ -82,7 +82,9 @@ use crate::common::*;
 ///   state but Error; Zeroize for the SO in every initialized state and in
 ///   Error) and are listed in the test report as undocumented choices.
 /// - Reset: SO in every initialized state, anyone in Error (table.rs choice;
-///   seed 002: a fatal error is cleared by "a Reset command").
+///   seed 002: a fatal error is cleared by "a Reset command"), and No-Role in
+///   Initializing (a start that failed before any account exists must be
+///   resettable; an Initializing module holds no master key yet).
 pub const EXPECTED: &str = "
 # command               | Uninit | Initializing | Operational | Administrative | Exporting | Importing | Error
 CloseSession            | *      | *            | *           | *              | *         | *         | *
@@ -121,7 +123,7 @@ ExportAuditKey          | -      | -            | AU          | -              |
 CreateAuditEntry        | -      | *            | *           | *              | *         | *         | *
 RunSelfTests            | *      | *            | *           | *              | *         | *         | -
 Zeroize                 | -      | SO           | SO          | SO             | SO        | SO        | SO
-Reset                   | -      | SO           | SO          | SO             | SO        | SO        | *
+Reset                   | -      | SO NR        | SO          | SO             | SO        | SO        | *
 ";
 
 /// Combinations no module can be in, with the reason. They are checked

@@ -1,0 +1,678 @@
+//! The command tree: clap definitions only. Each command's doc comment is its
+//! `--help` text; the handlers live in [`crate::module`], [`crate::keys`] and
+//! [`crate::audit`].
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use postvault_crypto::Faults;
+use postvault_module::Role;
+use postvault_module::keys::{KeyType, KeyUsage};
+
+/// postvault: an online postage-metering platform.
+///
+/// `postvault module` runs ceremonies and operations on a cryptographic
+/// module; `postvault audit` checks a module's audit log offline.
+#[derive(Debug, Parser)]
+#[command(name = "postvault", version, propagate_version = true)]
+pub struct Cli {
+    /// Say more: for module commands, print the audit entry (seq) each command produced, on stderr.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Operate a cryptographic module: serve it, initialize it, manage
+    /// operators, master key sets and key tokens, export its audit log.
+    ///
+    /// Every command except `serve`, `selftest` and `audit-log` talks to one
+    /// module: with --socket to a daemon started by `postvault module serve`,
+    /// or with --dir by opening the module directory in this process (which
+    /// fails while a daemon holds it). Each invocation opens a secure
+    /// session, logs on as --as USER when given, runs, logs off and closes
+    /// the session.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+    /// Check audit logs offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Which module to talk to.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Talk to the module daemon listening on this Unix socket (`postvault module serve`).
+    #[arg(long, env = "POSTVAULT_MODULE_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Open the module in this process from its directory (takes the module's
+    /// exclusive lock, so it fails while a daemon serves that directory). The
+    /// module restarts at every invocation, which ends the Administrative,
+    /// Exporting Shares and Importing Shares states: use a daemon for those.
+    #[arg(long, env = "POSTVAULT_MODULE_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Seal provider for the module's NVM, with --dir only: `file:PATH` or
+    /// `pkcs11:token=LABEL,pin-file=PATH[,key=LABEL][,module=PATH]`.
+    /// Default: file:DIR/seal.key (development key file, created on first use).
+    #[arg(long, value_name = "SPEC")]
+    pub seal: Option<String>,
+}
+
+/// The operator to log on as (required).
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// Log on as this operator.
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: String,
+    /// Read the password from the first line of FILE (for scripts); without
+    /// it the password is prompted for on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The operator to log on as (optional).
+#[derive(Debug, Clone, Args)]
+pub struct OptOperatorArgs {
+    /// Log on as this operator first.
+    #[arg(long = "as", value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Read the password from the first line of FILE (for scripts); without
+    /// it the password is prompted for on the terminal.
+    #[arg(long, value_name = "FILE", requires = "as_user")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl OptOperatorArgs {
+    /// As required operator arguments, when --as was given.
+    pub fn get(&self) -> Option<OperatorArgs> {
+        self.as_user.as_ref().map(|u| OperatorArgs {
+            as_user: u.clone(),
+            password_file: self.password_file.clone(),
+        })
+    }
+}
+
+/// `postvault module ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModuleCommand {
+    /// Run a module as a daemon on a Unix socket, until killed.
+    ///
+    /// Prints `module <id> state <state> serving on <socket>` once ready.
+    /// Audit entries are appended to DIR/audit.log.
+    Serve(ServeArgs),
+    /// Show the module's status: ID, states, keys, clock, audit position, self-tests.
+    Status {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OptOperatorArgs,
+        /// Print the status as one line of JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the power-up self-tests and print one line per algorithm.
+    ///
+    /// Without --socket/--dir the tests run in this process; with them, the
+    /// module runs its own self-tests (RunSelfTests). Exits 1 if any failed.
+    Selftest {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// Make these tests fail on purpose (comma-separated names, in-process only).
+        #[arg(long, value_name = "NAME,...", value_parser = parse_faults)]
+        fail: Option<Faults>,
+    },
+    /// Initialize a new module as the master (generates the first MKS) or as
+    /// a clone (generates a transport key, to receive MKS shares).
+    ///
+    /// Runs Start Initialization and Initialize Access Control with one
+    /// Administrator, one Security Officer and two or more Key Custodians,
+    /// then logs on as the Security Officer to generate the MKS or the
+    /// transport key. Each user is `ID=PWFILE` (password from the file's first
+    /// line) or `ID` (password prompted twice on the terminal).
+    Init(InitArgs),
+    /// Enter (begin) or leave (end) Administrative state, where operator
+    /// accounts and the clock are managed. Security Officer.
+    Admin {
+        /// begin: Operational -> Administrative; end: back to Operational.
+        action: AdminAction,
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Manage operator accounts (Administrator, in Administrative state).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Check an operator's credentials: log on, print the role, log off.
+    Logon {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Log on and print the module's idea of the current user and role.
+    Whoami {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Change your own password (the old one is the logon password).
+    Passwd {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Read the new password from FILE's first line (else prompted twice).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Set the module clock (Administrator, in Administrative state).
+    Clock {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The new module time, Unix seconds.
+        #[arg(long, value_name = "UNIX")]
+        time: i64,
+    },
+    /// Master Key Set ceremonies: generation, share export and import, rollover.
+    #[command(subcommand)]
+    Mks(MksCommand),
+    /// Create and check key tokens (keys sealed under the active MKS). Security Officer.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Initialize the crypto-card keys (registration signing and decryption keys).
+    ///
+    /// --generate creates them (first module of a deployment) and writes to
+    /// --out-dir: registration-signing.token.json,
+    /// registration-decryption.token.json, registration-signing.pub.pem and
+    /// registration-encryption.pub (hex). --load-dir loads the two token files
+    /// written by another module under the same MKS. Security Officer.
+    CryptoCard(CryptoCardArgs),
+    /// Export the audit verification key as PEM (Auditor).
+    AuditKey {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Where to write the PEM public key.
+        #[arg(long, value_name = "FILE.pem")]
+        out: PathBuf,
+    },
+    /// Copy a module's audit log (DIR/audit.log) to a file.
+    ///
+    /// Works while a daemon serves the directory: the log is append-only and
+    /// no module lock is taken. A partly written last line is left out.
+    AuditLog {
+        /// The module directory.
+        #[arg(long, env = "POSTVAULT_MODULE_DIR", value_name = "DIR")]
+        dir: PathBuf,
+        /// Where to write the copy.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write an audit entry for a host event (no logon needed).
+    AuditEntry {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OptOperatorArgs,
+        /// What happened (free text, no secrets, at most 1024 bytes).
+        #[arg(long, value_name = "TEXT")]
+        note: String,
+        /// Sign this entry (pins down every entry before it).
+        #[arg(long)]
+        sign: bool,
+    },
+    /// Destroy every key in the module; it is unusable until reset. Security Officer.
+    Zeroize {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Confirm: this destroys all keys in the module.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Erase everything and return the module to Uninitialized.
+    ///
+    /// Security Officer; anyone when the module is in Error state.
+    Reset {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OptOperatorArgs,
+        /// Confirm: this destroys all keys in the module.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `postvault module serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The module directory (NVM, lock, audit log); created if missing.
+    #[arg(long, env = "POSTVAULT_MODULE_DIR", value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The Unix socket to listen on (mode 0600).
+    #[arg(long, env = "POSTVAULT_MODULE_SOCKET", value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Seal provider for the NVM: `file:PATH` or `pkcs11:...`. Default: file:DIR/seal.key.
+    #[arg(long, value_name = "SPEC")]
+    pub seal: Option<String>,
+    /// Sign at least every N audit entries (default 100).
+    #[arg(long, value_name = "N")]
+    pub sign_every: Option<u32>,
+    /// Make these power-up self-tests fail on purpose (testing the Error state).
+    #[arg(long, value_name = "NAME,...", value_parser = parse_faults)]
+    pub fail_selftest: Option<Faults>,
+}
+
+/// `postvault module init`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["master", "clone"])))]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Initialize as the master module: generate the first MKS.
+    #[arg(long)]
+    pub master: bool,
+    /// Initialize as a clone: generate a transport key to receive MKS shares.
+    #[arg(long)]
+    pub clone: bool,
+    /// The Administrator.
+    #[arg(long, value_name = "ID[=PWFILE]", value_parser = parse_user_spec)]
+    pub admin: UserSpec,
+    /// The Security Officer.
+    #[arg(long, value_name = "ID[=PWFILE]", value_parser = parse_user_spec)]
+    pub so: UserSpec,
+    /// A Key Custodian (give at least two).
+    #[arg(long, value_name = "ID[=PWFILE]", value_parser = parse_user_spec, required = true)]
+    pub kc: Vec<UserSpec>,
+    /// Module time to set, Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX")]
+    pub time: Option<i64>,
+    /// With --clone: also write the transport public key (hex) to FILE.
+    #[arg(long, value_name = "FILE", requires = "clone")]
+    pub transport_key_out: Option<PathBuf>,
+}
+
+/// An account named on the command line: `ID` or `ID=PWFILE`.
+#[derive(Debug, Clone)]
+pub struct UserSpec {
+    /// User ID.
+    pub id: String,
+    /// Password file, if given.
+    pub password_file: Option<PathBuf>,
+}
+
+fn parse_user_spec(s: &str) -> Result<UserSpec, String> {
+    let (id, file) = match s.split_once('=') {
+        Some((id, f)) if !f.is_empty() => (id, Some(PathBuf::from(f))),
+        Some(_) => return Err("nothing after '=': give ID=PWFILE or just ID".into()),
+        None => (s, None),
+    };
+    if id.is_empty() {
+        return Err("the user ID is empty".into());
+    }
+    Ok(UserSpec {
+        id: id.to_string(),
+        password_file: file,
+    })
+}
+
+fn parse_faults(s: &str) -> Result<Faults, String> {
+    Faults::parse(s).map_err(|e| {
+        let known: Vec<&str> = postvault_crypto::TestName::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect();
+        format!("{e}; known names: {}", known.join(", "))
+    })
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match Role::parse(s) {
+        Some(Role::NoRole) | None => Err(format!(
+            "unknown role {s:?}; use one of so, kc, admin, au, pr, ca, cu, cad (or the full names, e.g. security-officer)"
+        )),
+        Some(r) => Ok(r),
+    }
+}
+
+/// `module admin begin|end`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AdminAction {
+    /// Operational -> Administrative.
+    Begin,
+    /// Administrative -> Operational.
+    End,
+}
+
+/// Account settings; unset ones take defaults (create) or stay (modify).
+#[derive(Debug, Clone, Args)]
+pub struct SettingsArgs {
+    /// Consecutive failed logons before the account locks (default 5).
+    #[arg(long, value_name = "N")]
+    pub failure_limit: Option<u32>,
+    /// Idle seconds before a logged-on user is logged off (default 900).
+    #[arg(long, value_name = "SECS")]
+    pub logon_timeout: Option<u32>,
+    /// Account expiry, Unix seconds (default never; 0 on modify clears it).
+    #[arg(long, value_name = "UNIX")]
+    pub expires: Option<i64>,
+    /// Seconds a new password stays valid (default 90 days).
+    #[arg(long, value_name = "SECS")]
+    pub password_period: Option<u32>,
+}
+
+/// `postvault module user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an operator account.
+    Create {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The new user's ID (letters, digits, '.', '_', '-', '@'; up to 64).
+        #[arg(long, value_name = "ID")]
+        user: String,
+        /// Role: so, kc, admin, au, pr, ca, cu, cad (or full names).
+        #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+        role: Role,
+        /// Read the initial password from FILE's first line (else prompted twice).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// Delete an operator account.
+    Delete {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The user to delete.
+        #[arg(long, value_name = "ID")]
+        user: String,
+    },
+    /// Change an account's settings, set a new password, or unlock it.
+    Modify {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The user to modify.
+        #[arg(long, value_name = "ID")]
+        user: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+        /// Set a new password read from FILE's first line (the user should change it).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        /// Clear the failed-logon count (unlocks a locked account).
+        #[arg(long)]
+        unlock: bool,
+    },
+    /// List accounts (never password hashes). Administrator, Auditor or
+    /// Security Officer, in Administrative state.
+    List {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `postvault module mks ...`.
+#[derive(Debug, Subcommand)]
+pub enum MksCommand {
+    /// Generate a new MKS (in Operational: the next generation, dormant). Security Officer.
+    Generate {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Write this (clone) module's transport public key to a file, as hex.
+    /// Key Custodian or Security Officer.
+    TransportKey {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Where to write the key (64 hex digits and a newline).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Split an MKS into shares (Operational -> Exporting Shares). Security Officer.
+    CreateShares {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Number of shares, one per key custodian.
+        #[arg(long, value_name = "N")]
+        count: u8,
+        /// Shares needed to recombine the MKS.
+        #[arg(long, value_name = "T")]
+        threshold: u8,
+        /// Share the dormant MKS instead of the active one.
+        #[arg(long)]
+        dormant: bool,
+    },
+    /// Export the next share, encrypted to the destination's transport key. Key Custodian.
+    ExportShare {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The destination module's transport public key file (hex).
+        #[arg(long, value_name = "FILE")]
+        transport_key: PathBuf,
+        /// Where to write the encrypted share (JSON; must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The destination may not export this MKS in turn.
+        #[arg(long)]
+        retained: bool,
+    },
+    /// Abandon a share export (Exporting Shares -> Operational). Security Officer.
+    AbortExport {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Start importing shares of a replacement MKS (Operational -> Importing Shares). Security Officer.
+    StartImport {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Enter one encrypted share. Key Custodian.
+    ImportShare {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The share file written by `mks export-share`.
+        #[arg(long, value_name = "FILE")]
+        share: PathBuf,
+    },
+    /// Combine the imported shares into the MKS. Security Officer.
+    Combine {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Make the newer (dormant) MKS active; the old one becomes dormant. Security Officer.
+    Activate {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Delete the dormant MKS (after every token was translated). Security Officer.
+    DeleteDormant {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+    },
+    /// Re-seal a token from the previous (dormant) MKS under the active one. Security Officer.
+    Translate {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The token under the previous MKS.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+        /// Where to write the translated token (must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Key types on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyTypeArg {
+    /// AES-256.
+    Aes256,
+    /// HMAC-SHA-256.
+    Hmac,
+    /// ECDSA P-256.
+    EcdsaP256,
+    /// HPKE X25519.
+    HpkeX25519,
+}
+
+impl From<KeyTypeArg> for KeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::Aes256 => KeyType::Aes256,
+            KeyTypeArg::Hmac => KeyType::HmacSha256,
+            KeyTypeArg::EcdsaP256 => KeyType::EcdsaP256,
+            KeyTypeArg::HpkeX25519 => KeyType::HpkeX25519,
+        }
+    }
+}
+
+/// Key usages on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyUsageArg {
+    /// Anything else (tests, demonstrations).
+    General,
+    /// Registration signing key.
+    RegistrationSigning,
+    /// Registration decryption key.
+    RegistrationDecryption,
+    /// A PSD's indicium signing key.
+    IndiciumSigning,
+    /// A PSD's key-encrypting key.
+    KeyEncrypting,
+}
+
+impl From<KeyUsageArg> for KeyUsage {
+    fn from(k: KeyUsageArg) -> Self {
+        match k {
+            KeyUsageArg::General => KeyUsage::General,
+            KeyUsageArg::RegistrationSigning => KeyUsage::RegistrationSigning,
+            KeyUsageArg::RegistrationDecryption => KeyUsage::RegistrationDecryption,
+            KeyUsageArg::IndiciumSigning => KeyUsage::IndiciumSigning,
+            KeyUsageArg::KeyEncrypting => KeyUsage::KeyEncrypting,
+        }
+    }
+}
+
+/// `postvault module token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Generate a key inside the module and write it as a key token; prints its check value.
+    Create {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Kind of key.
+        #[arg(long = "type", value_name = "TYPE")]
+        key_type: KeyTypeArg,
+        /// What the key is for.
+        #[arg(long, value_name = "USAGE", default_value = "general")]
+        usage: KeyUsageArg,
+        /// Identity of the record the token belongs to (bound into the token).
+        #[arg(long, value_name = "ID")]
+        identity: String,
+        /// The key may not be exported to another module.
+        #[arg(long)]
+        retained: bool,
+        /// Expiry, Unix seconds.
+        #[arg(long, value_name = "UNIX")]
+        expires: Option<i64>,
+        /// Where to write the token (JSON; must not exist yet).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Open a token in the module and print its header and key check value (never the key).
+    Check {
+        #[command(flatten)]
+        conn: ConnArgs,
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The token file.
+        #[arg(long, value_name = "FILE")]
+        token: PathBuf,
+    },
+}
+
+/// `postvault module crypto-card`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["generate", "load_dir"])))]
+pub struct CryptoCardArgs {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    #[command(flatten)]
+    pub op: OperatorArgs,
+    /// Generate new registration keys (needs --out-dir).
+    #[arg(long, requires = "out_dir")]
+    pub generate: bool,
+    /// With --generate: where to write the tokens and public keys.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Load the registration key tokens from this directory.
+    #[arg(long, value_name = "DIR")]
+    pub load_dir: Option<PathBuf>,
+    /// CA certificate (DER or PEM) that PSD certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// The provider's ECDSA P-256 public key (PEM).
+    #[arg(long, value_name = "FILE.pem")]
+    pub provider_key: Option<PathBuf>,
+}
+
+/// `postvault audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an audit log: sequence, hash chain, module ID, every signature
+    /// and key rotation. Exits 0 when it verifies, 1 otherwise (naming the
+    /// first bad entry).
+    Verify {
+        /// The log file (JSON lines, e.g. from `postvault module audit-log`).
+        #[arg(long, value_name = "FILE")]
+        log: PathBuf,
+        /// The module's audit verification key (PEM, from `postvault module audit-key`).
+        #[arg(long, value_name = "FILE.pem")]
+        key: PathBuf,
+    },
+}
