@@ -11,8 +11,8 @@
 # audit keys and logs, and verifies both logs. Prints "ceremony ok" at the end;
 # any failure exits non-zero.
 #
-# Uses only the postvault binary ($POSTVAULT, else target/release/postvault,
-# else target/debug/postvault, else it builds the release binary) and files
+# Uses only the postvault binary ($POSTVAULT, else it builds and uses
+# target/release/postvault) and files
 # under OUTDIR, which must be empty or absent. The daemons' output is kept in
 # OUTDIR/master.out and OUTDIR/clone.out. Passwords are random and written to
 # OUTDIR/passwords (mode 0600): this is a demonstration, not a production
@@ -28,12 +28,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 if [ -n "${POSTVAULT:-}" ]; then
   PV=$POSTVAULT
-elif [ -x "$target/release/postvault" ]; then
-  PV=$target/release/postvault
-elif [ -x "$target/debug/postvault" ]; then
-  PV=$target/debug/postvault
 else
-  (cd "$root" && cargo build --release -p postvault)
+  # Always (re)build, so the ceremony never runs a stale binary; a no-op when up to date.
+  echo "== building postvault (release)"
+  (cd "$root" && cargo build --release --locked -p postvault)
   PV=$target/release/postvault
 fi
 
