@@ -54,6 +54,9 @@ cargo fmt --all --check
 say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 say "building the postvault binary (release) for the end-to-end tests"
 cargo build --release --locked -p postvault
 export POSTVAULT="$PWD/target/release/postvault"

@@ -1,7 +1,7 @@
 //! The module itself: boot, the session layer, the access gate, and the
 //! commands that run behind it.
 //!
-//! Every command goes through one path ([`Module::execute`]): the access
+//! Every command goes through one path (`Module::execute`): the access
 //! table decides from state and role alone; then the command runs on the
 //! in-memory NVM image; then its audit entry is made; then the NVM is
 //! written atomically; then the entry goes to the audit sink; only then does
