@@ -2,6 +2,7 @@
 //! plain data; none carries secret material.
 use serde::{Deserialize, Serialize};
 
+use crate::psd::PsdState;
 use crate::types::{ModuleState, Role};
 
 /// Why a command was refused or failed.
@@ -16,6 +17,14 @@ pub enum ModuleError {
         state: ModuleState,
         /// The session's role.
         role: Role,
+    },
+    /// The PSD command is not allowed in the package's PSD state (`psd::PSD_RULES` said no).
+    #[error("{command} is not allowed for a PSD in state {state}")]
+    PsdDenied {
+        /// PSD command name.
+        command: String,
+        /// The package's PSD state.
+        state: PsdState,
     },
     /// The command needs an encrypted frame because it carries a secret.
     #[error("{0} must be sent encrypted (it carries a secret)")]
@@ -78,6 +87,7 @@ impl ModuleError {
     pub fn reason_code(&self) -> &'static str {
         match self {
             ModuleError::Denied { .. } => "denied",
+            ModuleError::PsdDenied { .. } => "psd-denied",
             ModuleError::EncryptionRequired(_) => "encryption-required",
             ModuleError::Invalid(_) => "invalid",
             ModuleError::Malformed(_) => "malformed",

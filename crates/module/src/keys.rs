@@ -240,6 +240,43 @@ impl Mks {
     }
 }
 
+impl Mks {
+    /// Seals a record (e.g. a PSD package) under the MEK. `kind` and
+    /// `identity` name the record; they and this MKS's ID and generation are
+    /// bound as associated data, so a record moved to another identity, or
+    /// presented as sealed under another MKS, does not open.
+    pub fn seal_record(
+        &self,
+        rng: &mut Rng,
+        kind: &str,
+        identity: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, ModuleError> {
+        let aad = self.record_associated_data(kind, identity);
+        Ok(aead::seal(rng, &self.mek(), &aad, plaintext)?)
+    }
+
+    /// Opens a record sealed by [`Mks::seal_record`] with the same kind and identity.
+    pub fn open_record(
+        &self,
+        kind: &str,
+        identity: &str,
+        sealed: &[u8],
+    ) -> Result<SecretBytes, ModuleError> {
+        let aad = self.record_associated_data(kind, identity);
+        aead::open(&self.mek(), &aad, sealed).map_err(|_| {
+            ModuleError::Rejected(format!(
+                "{kind} record for {identity:?} failed authentication (tampered or not ours)"
+            ))
+        })
+    }
+
+    fn record_associated_data(&self, kind: &str, identity: &str) -> Vec<u8> {
+        let header = ("postvault record", kind, identity, self.id, self.generation);
+        postcard::to_stdvec(&header).expect("encoding a header into a Vec cannot fail")
+    }
+}
+
 impl KeyToken {
     /// Header and identity as bound into the AEAD.
     fn associated_data(&self) -> Vec<u8> {

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod module;
 pub mod nvm;
 pub mod protocol;
+pub mod psd;
 pub mod serde_hex;
 pub mod session;
 pub mod table;

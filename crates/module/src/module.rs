@@ -31,6 +31,7 @@ use crate::error::ModuleError;
 use crate::keys::{KeyToken, KeyType, KeyUsage, Mks, key_check_value};
 use crate::nvm::{AuditState, CrashPoint, CryptoCard, NvmError, NvmImage, NvmStore};
 use crate::protocol::*;
+use crate::psd::{self, DeviceId, PsdCommandKind, PsdPackage, PsdState, SealedPackage};
 use crate::session::{self, Direction, RequestFrame, ResponseFrame, SessionError, SessionKeys};
 use crate::table::{self, Audit, CommandKind};
 use crate::types::{Clock, ModuleState, Role};
@@ -1355,7 +1356,116 @@ impl Module {
                 o.after = AfterAudit::Reset;
                 Ok(o)
             }
+            Request::InitializePsd { device } => self.cmd_initialize_psd(device),
+            Request::RetrievePsdPublicKey { package } => {
+                self.cmd_retrieve_psd_public_key(package, now)
+            }
         }
+    }
+
+    /// Initialize PSD (seed 002): a new package in raw state.
+    fn cmd_initialize_psd(&mut self, device: &DeviceId) -> Result<Outcome, ModuleError> {
+        device.validate()?;
+        let identity = device.identity();
+        let signing = EcdsaP256KeyPair::generate(&self.faults)?;
+        let public_key = signing.public_key().to_vec();
+        let kek = self.generate_key(KeyType::Aes256)?;
+        let mks = self
+            .nvm
+            .mks_active
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
+        let signing_key = mks.wrap(
+            &mut self.rng,
+            KeyType::EcdsaP256,
+            KeyUsage::IndiciumSigning,
+            None,
+            false,
+            &identity,
+            signing.to_pkcs8().expose_secret(),
+        )?;
+        let kek = mks.wrap(
+            &mut self.rng,
+            KeyType::Aes256,
+            KeyUsage::KeyEncrypting,
+            None,
+            false,
+            &identity,
+            kek.expose_secret(),
+        )?;
+        let package = PsdPackage {
+            version: psd::PACKAGE_VERSION,
+            device: *device,
+            state: PsdState::Raw,
+            ascending: 0,
+            descending: 0,
+            control_total: 0,
+            max_descending: psd::DEFAULT_MAX_DESCENDING_MILLS,
+            certificate_serial: None,
+            certificate: None,
+            licensing_zip: None,
+            signing_key,
+            kek,
+            users: Vec::new(),
+            last_transaction: None,
+            last_challenge: None,
+            key_expiry: None,
+            password_history: Vec::new(),
+            piece_count: 0,
+        };
+        let sealed = package.seal(mks, &mut self.rng)?;
+        let device_id = device.to_string();
+        let kcv = key_check_value(&public_key);
+        Ok(Outcome::new(Response::PsdInitialized {
+            package: sealed,
+            public_key,
+            device_id: device_id.clone(),
+        })
+        .with("device", device_id)
+        .with("public_key_kcv", kcv))
+    }
+
+    /// Opens a sealed package for `kind`: authentic, under the active MKS,
+    /// and in a PSD state `psd::PSD_RULES` allows for `kind`.
+    fn open_package(
+        &self,
+        kind: PsdCommandKind,
+        sealed: &SealedPackage,
+    ) -> Result<PsdPackage, ModuleError> {
+        let package = PsdPackage::open(
+            sealed,
+            self.nvm.mks_active.as_ref(),
+            self.nvm.mks_dormant.as_ref(),
+        )?;
+        psd::check_psd_allowed(kind, package.state)?;
+        Ok(package)
+    }
+
+    /// Retrieve PSD Public Key (seed 001: a No-Role service).
+    fn cmd_retrieve_psd_public_key(
+        &self,
+        sealed: &SealedPackage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let package = self.open_package(PsdCommandKind::RetrievePsdPublicKey, sealed)?;
+        let token = &package.signing_key;
+        if token.key_type != KeyType::EcdsaP256
+            || token.usage != KeyUsage::IndiciumSigning
+            || token.identity != package.device.identity()
+        {
+            return Err(ModuleError::Rejected(format!(
+                "PSD package for {} holds a signing key token that is not its indicium key",
+                sealed.device_id
+            )));
+        }
+        let key = self.active_mks()?.unwrap(token, now)?;
+        let public_key = EcdsaP256KeyPair::from_pkcs8(&key)?.public_key().to_vec();
+        Ok(Outcome::new(Response::PsdPublicKey(PsdPublicKey {
+            device_id: package.device.to_string(),
+            state: package.state,
+            public_key,
+            certificate_serial: package.certificate_serial,
+        })))
     }
 
     fn cmd_start_initialization(&mut self, time: i64) -> Result<Outcome, ModuleError> {

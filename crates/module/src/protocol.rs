@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ModuleError;
 use crate::keys::{KeyToken, KeyType, KeyUsage};
+use crate::psd::{DeviceId, PsdState, SealedPackage};
 use crate::types::{ModuleState, Role};
 use postvault_audit::AuditEntry;
 
@@ -234,6 +235,18 @@ pub enum Request {
     },
     /// Runs the power-up self-tests again.
     RunSelfTests,
+    /// Creates a PSD package (raw state): device ID, zero registers, the
+    /// indicium key pair and the package KEK. Once per PSD: the store keeps
+    /// device IDs unique.
+    InitializePsd {
+        /// The PSD's device ID (vendor and serial not 0).
+        device: DeviceId,
+    },
+    /// Opens a PSD package and reports its device ID, state, public key and certificate serial.
+    RetrievePsdPublicKey {
+        /// The sealed package.
+        package: SealedPackage,
+    },
     /// Destroys every key; the module is unusable until Reset.
     Zeroize,
     /// Erases everything and returns to Uninitialized.
@@ -383,6 +396,19 @@ pub struct CryptoCardOutput {
     pub decryption_public_key: Vec<u8>,
 }
 
+/// What Retrieve PSD Public Key reports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PsdPublicKey {
+    /// Device ID, as displayed.
+    pub device_id: String,
+    /// The package's PSD state.
+    pub state: PsdState,
+    /// The indicium verification key (65 bytes, uncompressed P-256).
+    pub public_key: Vec<u8>,
+    /// Serial number of the PSD certificate, once loaded.
+    pub certificate_serial: Option<u32>,
+}
+
 /// A successful command's result.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Response {
@@ -436,6 +462,17 @@ pub enum Response {
     AuditKey(Vec<u8>),
     /// Run Self-Tests: (name, passed).
     SelfTests(Vec<(String, bool)>),
+    /// Initialize PSD: the new package and what certification needs.
+    PsdInitialized {
+        /// The sealed package (for the store).
+        package: SealedPackage,
+        /// The indicium verification key (65 bytes, uncompressed P-256).
+        public_key: Vec<u8>,
+        /// Device ID, as displayed.
+        device_id: String,
+    },
+    /// Retrieve PSD Public Key.
+    PsdPublicKey(PsdPublicKey),
 }
 
 /// A reply: the result and, for sensitive commands, the audit entry.

@@ -25,6 +25,14 @@
 //!   for No-Role in Initializing: a start that failed before any account
 //!   exists must be resettable, and an Initializing module holds no master
 //!   key yet.
+//! - The PSD commands run in Operational state only (the module's working
+//!   state). Which PSD state each needs is the second table,
+//!   `psd::PSD_RULES`, checked after this one.
+//! - Initialize PSD and Retrieve PSD Public Key are for any role, No-Role
+//!   included: seed 002's commands that prepare a PSD need no
+//!   authentication, and retrieving a public key is a No-Role service (seed
+//!   001). Uniqueness of device IDs ("once per PSD") is the store's job (a
+//!   unique key); the module cannot see the database.
 use crate::protocol::Request;
 use crate::types::{ModuleState, Role};
 
@@ -69,6 +77,8 @@ pub enum CommandKind {
     RunSelfTests,
     Zeroize,
     Reset,
+    InitializePsd,
+    RetrievePsdPublicKey,
 }
 
 /// How a command is audited.
@@ -230,6 +240,8 @@ pub const RULES: &[Rule] = &[
     rule(C::Reset, OPERATING_AND_ERROR, &[R::SecurityOfficer]),
     rule(C::Reset, &[S::Error], ANYONE),
     rule(C::Reset, &[S::Initializing], &[R::NoRole]),
+    rule(C::InitializePsd, &[S::Operational], ANYONE),
+    rule(C::RetrievePsdPublicKey, &[S::Operational], ANYONE),
 ];
 
 /// True when `kind` may run in `state` for `role`.
@@ -241,7 +253,7 @@ pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
 
 impl CommandKind {
     /// Every command.
-    pub const ALL: [CommandKind; 37] = [
+    pub const ALL: [CommandKind; 39] = [
         C::CloseSession,
         C::GetStatus,
         C::StartInitialization,
@@ -279,14 +291,18 @@ impl CommandKind {
         C::RunSelfTests,
         C::Zeroize,
         C::Reset,
+        C::InitializePsd,
+        C::RetrievePsdPublicKey,
     ];
 
     /// The command's attributes.
     pub fn spec(self) -> Spec {
         let (encrypted, audit) = match self {
-            C::CloseSession | C::GetStatus | C::QueryCurrentRole | C::QueryCurrentUser => {
-                (false, Audit::None)
-            }
+            C::CloseSession
+            | C::GetStatus
+            | C::QueryCurrentRole
+            | C::QueryCurrentUser
+            | C::RetrievePsdPublicKey => (false, Audit::None),
             C::Logon | C::ChangePassword | C::CreateUser | C::InitializeAccessControl => {
                 (true, Audit::Entry)
             }
@@ -302,7 +318,8 @@ impl CommandKind {
             | C::ImportShare
             | C::ExportShare
             | C::CreateAuditEntry
-            | C::RunSelfTests => (false, Audit::Entry),
+            | C::RunSelfTests
+            | C::InitializePsd => (false, Audit::Entry),
             C::StartInitialization
             | C::SetClock
             | C::BeginAdmin
@@ -367,6 +384,8 @@ impl CommandKind {
             C::RunSelfTests => "RunSelfTests",
             C::Zeroize => "Zeroize",
             C::Reset => "Reset",
+            C::InitializePsd => "InitializePsd",
+            C::RetrievePsdPublicKey => "RetrievePsdPublicKey",
         }
     }
 }
@@ -412,6 +431,8 @@ impl Request {
             Request::RunSelfTests => C::RunSelfTests,
             Request::Zeroize => C::Zeroize,
             Request::Reset => C::Reset,
+            Request::InitializePsd { .. } => C::InitializePsd,
+            Request::RetrievePsdPublicKey { .. } => C::RetrievePsdPublicKey,
         }
     }
 }

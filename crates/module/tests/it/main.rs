@@ -10,5 +10,6 @@ mod keys;
 mod lifecycle;
 mod matrix;
 mod nvm;
+mod psd;
 mod selftest;
 mod session;

@@ -15,7 +15,7 @@
 //! in Error state), audited whenever the module has an audit chain and is not
 //! in Error. Combinations no module can be in are checked against the table
 //! directly ([`UNREACHABLE`]), and the test counts that every one of the
-//! 7 x 9 x 37 triples was checked one way or the other.
+//! 7 x 9 x 39 triples was checked one way or the other.
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +26,7 @@ use postvault_module::keys::{KeyToken, KeyType, KeyUsage};
 use postvault_module::module::AuditFault;
 use postvault_module::nvm::NVM_FILE;
 use postvault_module::protocol::{AccountSettings, CryptoCardKeys, EncryptedShare, MksSlot};
+use postvault_module::psd::{DeviceId, SealedPackage};
 use postvault_module::table::{self, Audit, CommandKind};
 use postvault_module::{Module, ModuleClient, ModuleState, Password, Request, Role};
 
@@ -85,6 +86,12 @@ use crate::common::*;
 ///   seed 002: a fatal error is cleared by "a Reset command"), and No-Role in
 ///   Initializing (a start that failed before any account exists must be
 ///   resettable; an Initializing module holds no master key yet).
+/// - InitializePsd, RetrievePsdPublicKey: Operational, the module's working
+///   state; every role, No-Role included (seed 002: the commands that
+///   prepare a PSD need no authentication; seed 001: retrieving a public key
+///   is a No-Role service; table.rs records the choice). The PSD state each
+///   PSD command needs is the second table (`psd::PSD_RULES`, tested in
+///   `psd.rs`).
 pub const EXPECTED: &str = "
 # command               | Uninit | Initializing | Operational | Administrative | Exporting | Importing | Error
 CloseSession            | *      | *            | *           | *              | *         | *         | *
@@ -124,6 +131,8 @@ CreateAuditEntry        | -      | *            | *           | *              |
 RunSelfTests            | *      | *            | *           | *              | *         | *         | -
 Zeroize                 | -      | SO           | SO          | SO             | SO        | SO        | SO
 Reset                   | -      | SO NR        | SO          | SO             | SO        | SO        | *
+InitializePsd           | -      | -            | *           | -              | -         | -         | -
+RetrievePsdPublicKey    | -      | -            | *           | -              | -         | -         | -
 ";
 
 /// Combinations no module can be in, with the reason. They are checked
@@ -156,7 +165,7 @@ pub const UNREACHABLE: &[(ModuleState, &[Role], &str)] = &[
     ),
 ];
 
-const TOTAL: usize = 7 * 9 * 37;
+const TOTAL: usize = 7 * 9 * 39;
 
 fn role_code(code: &str) -> Role {
     match code {
@@ -205,7 +214,7 @@ pub fn expected() -> BTreeMap<(String, usize), Vec<Role>> {
             out.insert((cells[0].to_string(), i), roles);
         }
     }
-    assert_eq!(seen.len(), 37, "EXPECTED must have a row for every command");
+    assert_eq!(seen.len(), 39, "EXPECTED must have a row for every command");
     out
 }
 
@@ -225,7 +234,7 @@ fn expect(
 #[test]
 fn table_agrees_with_the_expected_grid_on_every_triple() {
     let grid = expected();
-    assert_eq!(CommandKind::ALL.len(), 37);
+    assert_eq!(CommandKind::ALL.len(), 39);
     let mut differences = Vec::new();
     let mut checked = 0;
     for state in ModuleState::ALL {
@@ -312,6 +321,16 @@ fn bogus_token() -> KeyToken {
         mks_generation: 1,
         mks_id: [7; 16],
         identity: "matrix".into(),
+        sealed: vec![0; 60],
+    }
+}
+
+fn bogus_package() -> SealedPackage {
+    SealedPackage {
+        version: 1,
+        device_id: "0042-0001-00000017".into(),
+        mks_id: [7; 16],
+        mks_generation: 1,
         sealed: vec![0; 60],
     }
 }
@@ -416,6 +435,16 @@ pub fn harmless(kind: CommandKind) -> Request {
         CommandKind::RunSelfTests => Request::RunSelfTests,
         CommandKind::Zeroize => Request::Zeroize,
         CommandKind::Reset => Request::Reset,
+        CommandKind::InitializePsd => Request::InitializePsd {
+            device: DeviceId {
+                vendor: 42,
+                model: 1,
+                serial: 0,
+            },
+        },
+        CommandKind::RetrievePsdPublicKey => Request::RetrievePsdPublicKey {
+            package: bogus_package(),
+        },
     };
     assert_eq!(req.kind(), kind);
     req

@@ -299,6 +299,22 @@ fn request(kind: CommandKind) -> Request {
         C::RunSelfTests => Request::RunSelfTests,
         C::Zeroize => Request::Zeroize,
         C::Reset => Request::Reset,
+        C::InitializePsd => Request::InitializePsd {
+            device: postvault_module::psd::DeviceId {
+                vendor: 42,
+                model: 1,
+                serial: 17,
+            },
+        },
+        C::RetrievePsdPublicKey => Request::RetrievePsdPublicKey {
+            package: postvault_module::psd::SealedPackage {
+                version: 1,
+                device_id: "0042-0001-00000017".into(),
+                mks_id: [0; 16],
+                mks_generation: 1,
+                sealed: vec![0; 60],
+            },
+        },
     }
 }
 

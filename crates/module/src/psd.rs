@@ -1,0 +1,429 @@
+//! PSDs inside the module (seed 002, "PSD packages" and the PSD states;
+//! issue 3).
+//!
+//! A module "becomes the user's PSD" when it is loaded with that user's PSD
+//! package. The package is plaintext only inside the module: the database
+//! sees a [`SealedPackage`], AES-256-GCM under the active MKS's MEK with the
+//! meter's identity (its device ID), the MKS ID and the MKS generation bound
+//! as associated data ([`Mks::seal_record`]). The package holds no plaintext
+//! key: its keys are key tokens, sealed again inside the package.
+//!
+//! Which PSD command may run in which PSD state is one table,
+//! [`PSD_RULES`], the PSD counterpart of [`crate::table::RULES`]. Money is
+//! integer mills (1/1000 dollar), never floats.
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use postvault_crypto::rng::Rng;
+
+use crate::error::ModuleError;
+use crate::keys::{KeyToken, Mks};
+use crate::types::Role;
+
+/// Current [`PsdPackage`] and [`SealedPackage`] format version.
+pub const PACKAGE_VERSION: u8 = 1;
+
+/// The record kind bound into a sealed package's associated data.
+pub const PACKAGE_RECORD_KIND: &str = "psd package";
+
+/// Default maximum descending register: $500.00 (issue 3), in mills.
+pub const DEFAULT_MAX_DESCENDING_MILLS: u64 = 500_000;
+
+/// A PSD's device ID: IBI vendor ID, PSD model number, PSD serial number
+/// (`reference/indicium.md`, fields 4 to 6), as it crosses the protocol.
+///
+/// Its human form is that of [`postvault_indicium::DeviceId`] (decimal,
+/// zero-padded to 4-4-8 digits, e.g. `0042-0001-00000017`), the string PSD
+/// certificates name; this type only adds the serde encoding the protocol needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceId {
+    /// IBI vendor ID.
+    pub vendor: u16,
+    /// PSD model number.
+    pub model: u16,
+    /// PSD serial number.
+    pub serial: u32,
+}
+
+impl From<DeviceId> for postvault_indicium::DeviceId {
+    fn from(d: DeviceId) -> Self {
+        Self {
+            vendor: d.vendor,
+            model: d.model,
+            serial: d.serial,
+        }
+    }
+}
+
+impl From<postvault_indicium::DeviceId> for DeviceId {
+    fn from(d: postvault_indicium::DeviceId) -> Self {
+        Self {
+            vendor: d.vendor,
+            model: d.model,
+            serial: d.serial,
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        postvault_indicium::DeviceId::from(*self).fmt(f)
+    }
+}
+
+impl std::str::FromStr for DeviceId {
+    type Err = ModuleError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<postvault_indicium::DeviceId>()
+            .map(Self::from)
+            .map_err(|e| ModuleError::Invalid(e.to_string()))
+    }
+}
+
+impl DeviceId {
+    /// Refuses device IDs that cannot name a real PSD (vendor 0 or serial 0).
+    pub fn validate(&self) -> Result<(), ModuleError> {
+        if self.vendor == 0 {
+            return Err(ModuleError::Invalid(format!(
+                "device ID {self}: vendor ID 0 is not a vendor"
+            )));
+        }
+        if self.serial == 0 {
+            return Err(ModuleError::Invalid(format!(
+                "device ID {self}: serial number 0 is not a PSD"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The identity of this PSD's key tokens and records: `psd/<device id>`.
+    pub fn identity(&self) -> String {
+        format!("psd/{self}")
+    }
+}
+
+/// The states of a PSD package (seed 002).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PsdState {
+    /// Initialized: device ID assigned, registers zero, keys generated.
+    Raw,
+    /// The PSD's certificate is loaded (Authorize PSD).
+    Unleased,
+    /// Assigned to a customer, whose secrets are loaded (Configure PSD).
+    Assigned,
+    /// The customer's licence is entered (Authorize Customer); in use.
+    Leased,
+    /// Temporary: a lost password is being replaced.
+    PasswordReset,
+    /// Closed by a refund; no PSD command runs any more but the retrieves.
+    Withdrawn,
+}
+
+impl PsdState {
+    /// Every state.
+    pub const ALL: [PsdState; 6] = [
+        PsdState::Raw,
+        PsdState::Unleased,
+        PsdState::Assigned,
+        PsdState::Leased,
+        PsdState::PasswordReset,
+        PsdState::Withdrawn,
+    ];
+}
+
+impl std::fmt::Display for PsdState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PsdState::Raw => "raw",
+            PsdState::Unleased => "unleased",
+            PsdState::Assigned => "assigned",
+            PsdState::Leased => "leased",
+            PsdState::PasswordReset => "password reset",
+            PsdState::Withdrawn => "withdrawn",
+        })
+    }
+}
+
+/// Every PSD command of issue 3, without its arguments. Not all are
+/// implemented yet; the table is complete so that the rest only add
+/// handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PsdCommandKind {
+    /// Creates the package (no package exists before it).
+    InitializePsd,
+    /// Loads the PSD certificate: raw -> unleased.
+    AuthorizePsd,
+    /// Assigns the customer and loads their secrets: unleased -> assigned.
+    ConfigurePsd,
+    /// Licensing ZIP and maximum descending register: assigned -> leased.
+    AuthorizeCustomer,
+    /// Provider-signed value download.
+    DownloadPostageValue,
+    /// An indicium.
+    CreateIndicium,
+    /// A correction indicium (mail category `CORR`).
+    CreateCorrectionIndicium,
+    /// Refund of the remaining DR: leased / password reset -> withdrawn.
+    CreateRefundIndicium,
+    /// Starts replacing a lost password: leased -> password reset.
+    BeginPasswordReset,
+    /// Sets the new password: password reset -> leased.
+    CompletePasswordReset,
+    /// Registers, state, device ID.
+    RetrievePsdStatus,
+    /// The indicium public key and device ID.
+    RetrievePsdPublicKey,
+    /// Controlled rollback to an older checkpoint.
+    AutoRecoverCheckpoint,
+    /// Multi-user meter: add a user.
+    AddPsdUser,
+    /// Multi-user meter: delete a user.
+    DeletePsdUser,
+    /// Multi-user meter: modify a user (privileges, expiry, limits, unlock).
+    ModifyPsdUser,
+    /// Multi-user meter: list the users.
+    ListPsdUsers,
+}
+
+impl PsdCommandKind {
+    /// Every PSD command.
+    pub const ALL: [PsdCommandKind; 17] = [
+        PsdCommandKind::InitializePsd,
+        PsdCommandKind::AuthorizePsd,
+        PsdCommandKind::ConfigurePsd,
+        PsdCommandKind::AuthorizeCustomer,
+        PsdCommandKind::DownloadPostageValue,
+        PsdCommandKind::CreateIndicium,
+        PsdCommandKind::CreateCorrectionIndicium,
+        PsdCommandKind::CreateRefundIndicium,
+        PsdCommandKind::BeginPasswordReset,
+        PsdCommandKind::CompletePasswordReset,
+        PsdCommandKind::RetrievePsdStatus,
+        PsdCommandKind::RetrievePsdPublicKey,
+        PsdCommandKind::AutoRecoverCheckpoint,
+        PsdCommandKind::AddPsdUser,
+        PsdCommandKind::DeletePsdUser,
+        PsdCommandKind::ModifyPsdUser,
+        PsdCommandKind::ListPsdUsers,
+    ];
+}
+
+use PsdCommandKind as P;
+use PsdState as St;
+
+const EVERY_STATE: &[PsdState] = &PsdState::ALL;
+
+/// Which PSD command runs in which PSD state. Data, like
+/// [`crate::table::RULES`]; the module's access table still decides the
+/// module state and role first.
+///
+/// Sources, row by row (seed 002, "the following describes the PSD package
+/// states"):
+/// - InitializePsd: no row states. It creates the package, which starts
+///   raw; there is no package (so no PSD state) before it.
+/// - AuthorizePsd: raw ("the only command that can be executed while in the
+///   raw state is the authorize PSD command").
+/// - ConfigurePsd: unleased ("the only command ... in the unleased state is
+///   the configure PSD command").
+/// - AuthorizeCustomer: assigned ("the authorize customer command enters the
+///   customer's originating zip code and places the PSD in the leased
+///   state").
+/// - DownloadPostageValue, CreateIndicium, CreateCorrectionIndicium: leased
+///   ("once in the leased state the PSD is ready for the customer to use").
+/// - CreateRefundIndicium: leased and password reset ("entered from the
+///   leased state or pwreset state by executing the create refund indicium
+///   command").
+/// - BeginPasswordReset: leased; CompletePasswordReset: password reset (the
+///   temporary state "to allow a lost password to be replaced"; that it is
+///   entered from and returns to leased is issue 3's "leased (<-> password
+///   reset)").
+/// - RetrievePsdStatus, RetrievePsdPublicKey: every state. Choice where the
+///   seed's "only command" wording for raw and unleased is strict: these
+///   read the package and change nothing, the raw PSD's public key is what
+///   the provider needs for certification (seed 002: "the provider receives
+///   the PSD public key and device ID"), and a withdrawn package must stay
+///   readable to the server (seed 002: "remains in the database where it can
+///   be accessed by the server").
+/// - AutoRecoverCheckpoint: leased and password reset, the states in which
+///   transactions that write checkpoints run (seed room; issue 3 item 4).
+/// - AddPsdUser, DeletePsdUser, ModifyPsdUser, ListPsdUsers: leased (seed
+///   002, FIG. 8: users of a meter in use; seed room).
+/// - Withdrawn: nothing but the retrieves ("the Module will no longer
+///   execute any PSD command when loaded with this PSD package").
+pub const PSD_RULES: &[(PsdCommandKind, &[PsdState])] = &[
+    (P::InitializePsd, &[]),
+    (P::AuthorizePsd, &[St::Raw]),
+    (P::ConfigurePsd, &[St::Unleased]),
+    (P::AuthorizeCustomer, &[St::Assigned]),
+    (P::DownloadPostageValue, &[St::Leased]),
+    (P::CreateIndicium, &[St::Leased]),
+    (P::CreateCorrectionIndicium, &[St::Leased]),
+    (P::CreateRefundIndicium, &[St::Leased, St::PasswordReset]),
+    (P::BeginPasswordReset, &[St::Leased]),
+    (P::CompletePasswordReset, &[St::PasswordReset]),
+    (P::RetrievePsdStatus, EVERY_STATE),
+    (P::RetrievePsdPublicKey, EVERY_STATE),
+    (P::AutoRecoverCheckpoint, &[St::Leased, St::PasswordReset]),
+    (P::AddPsdUser, &[St::Leased]),
+    (P::DeletePsdUser, &[St::Leased]),
+    (P::ModifyPsdUser, &[St::Leased]),
+    (P::ListPsdUsers, &[St::Leased]),
+];
+
+/// True when `kind` may run on a package in `state`.
+pub fn psd_allowed(kind: PsdCommandKind, state: PsdState) -> bool {
+    PSD_RULES
+        .iter()
+        .any(|(k, states)| *k == kind && states.contains(&state))
+}
+
+/// Refuses `kind` unless [`PSD_RULES`] allows it in `state`.
+pub fn check_psd_allowed(kind: PsdCommandKind, state: PsdState) -> Result<(), ModuleError> {
+    if psd_allowed(kind, state) {
+        Ok(())
+    } else {
+        Err(ModuleError::PsdDenied {
+            command: format!("{kind:?}"),
+            state,
+        })
+    }
+}
+
+/// One user of a PSD (the single customer, or each user of a multi-user
+/// meter). Filled by Configure PSD and the user commands (not yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsdUser {
+    /// User ID within the meter.
+    pub user_id: String,
+    /// Customer or Customer Administrator.
+    pub role: Role,
+    /// The user's HMAC key, AES-256-GCM under the package's KEK.
+    #[serde(with = "crate::serde_hex::vec")]
+    pub hmac_key_sealed: Vec<u8>,
+    /// Argon2id PHC string of the user's password.
+    pub password_hash: String,
+}
+
+/// The plaintext PSD package (seed 002's item list; issue 3 item 1). It
+/// exists only inside the module; outside it is a [`SealedPackage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsdPackage {
+    /// Format version ([`PACKAGE_VERSION`]).
+    pub version: u8,
+    /// Device ID (vendor, model, serial).
+    pub device: DeviceId,
+    /// The PSD state.
+    pub state: PsdState,
+    /// Ascending register (total value ever printed), mills.
+    pub ascending: u64,
+    /// Descending register (value available), mills.
+    pub descending: u64,
+    /// Control total: AR + DR, mills (value ever downloaded).
+    pub control_total: u64,
+    /// Maximum descending register, mills.
+    pub max_descending: u64,
+    /// Serial number of the indicium key certificate (low 32 bits).
+    pub certificate_serial: Option<u32>,
+    /// The PSD's X.509 certificate (DER), after Authorize PSD.
+    pub certificate: Option<Vec<u8>>,
+    /// Licensing ZIP code, after Authorize Customer.
+    pub licensing_zip: Option<u32>,
+    /// Key token of the indicium signing key (ECDSA P-256).
+    pub signing_key: KeyToken,
+    /// Key token of the package's key-encrypting key (EDEK_psd, AES-256).
+    pub kek: KeyToken,
+    /// The users' secrets.
+    pub users: Vec<PsdUser>,
+    /// Time of the last PSD transaction, Unix seconds.
+    pub last_transaction: Option<i64>,
+    /// The last challenge given to the client.
+    pub last_challenge: Option<[u8; 16]>,
+    /// Key expiry, Unix seconds.
+    pub key_expiry: Option<i64>,
+    /// Recent password hashes (no reuse).
+    pub password_history: Vec<String>,
+    /// Pieces printed.
+    pub piece_count: u64,
+}
+
+/// A PSD package as the database holds it: a public header and the sealed
+/// package. The header is bound into the seal, so editing it breaks it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedPackage {
+    /// Format version ([`PACKAGE_VERSION`]).
+    pub version: u8,
+    /// The device ID, as displayed.
+    pub device_id: String,
+    /// ID of the sealing MKS.
+    #[serde(with = "crate::serde_hex::array16")]
+    pub mks_id: [u8; 16],
+    /// Generation of the sealing MKS.
+    pub mks_generation: u32,
+    /// nonce || AES-256-GCM(postcard(package)) || tag.
+    #[serde(with = "crate::serde_hex::vec")]
+    pub sealed: Vec<u8>,
+}
+
+impl PsdPackage {
+    /// Seals the package under `mks`.
+    pub fn seal(&self, mks: &Mks, rng: &mut Rng) -> Result<SealedPackage, ModuleError> {
+        let device_id = self.device.to_string();
+        let plain = Zeroizing::new(
+            postcard::to_stdvec(self).expect("encoding a package into a Vec cannot fail"),
+        );
+        let sealed = mks.seal_record(rng, PACKAGE_RECORD_KIND, &device_id, &plain)?;
+        Ok(SealedPackage {
+            version: PACKAGE_VERSION,
+            device_id,
+            mks_id: mks.id,
+            mks_generation: mks.generation,
+            sealed,
+        })
+    }
+
+    /// Opens a sealed package: it must be sealed under the `active` MKS.
+    /// One sealed under the `dormant` (previous) MKS is refused with
+    /// `KeyState` (translate it first); any other failure is `Rejected`.
+    pub fn open(
+        sealed: &SealedPackage,
+        active: Option<&Mks>,
+        dormant: Option<&Mks>,
+    ) -> Result<PsdPackage, ModuleError> {
+        let dev = &sealed.device_id;
+        let rejected = |why: &str| {
+            ModuleError::Rejected(format!(
+                "PSD package for {dev} failed authentication ({why}); it was altered, belongs to another meter or was not sealed by this deployment"
+            ))
+        };
+        if sealed.version != PACKAGE_VERSION {
+            return Err(rejected(&format!(
+                "unknown package version {}",
+                sealed.version
+            )));
+        }
+        let active =
+            active.ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
+        if sealed.mks_id != active.id || sealed.mks_generation != active.generation {
+            if let Some(d) = dormant
+                && d.id == sealed.mks_id
+                && d.generation == sealed.mks_generation
+            {
+                return Err(ModuleError::KeyState(format!(
+                    "PSD package for {dev} is sealed under the previous MKS (generation {}); translate it to the active MKS (generation {}) first",
+                    d.generation, active.generation
+                )));
+            }
+            return Err(rejected("sealed under an MKS this module does not hold"));
+        }
+        let plain = active
+            .open_record(PACKAGE_RECORD_KIND, dev, &sealed.sealed)
+            .map_err(|_| rejected("the seal does not verify"))?;
+        let package: PsdPackage = postcard::from_bytes(plain.expose_secret())
+            .map_err(|_| rejected("the contents do not decode"))?;
+        if package.version != PACKAGE_VERSION || package.device.to_string() != *dev {
+            return Err(rejected("the contents do not match the header"));
+        }
+        Ok(package)
+    }
+}
