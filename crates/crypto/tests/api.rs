@@ -364,10 +364,10 @@ fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
 
 #[test]
 fn ecdsa_pem_interoperates_with_openssl() {
-    if !have_openssl() {
-        eprintln!("openssl not found; skipping");
-        return;
-    }
+    assert!(
+        have_openssl(),
+        "openssl not found: install it (scripts/test.sh does) — this cross-check never skips"
+    );
     // OpenSSL reads our PEM and sees the same P-256 point.
     let pk = EcdsaP256KeyPair::generate(&Faults::none())
         .unwrap()
