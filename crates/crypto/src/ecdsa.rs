@@ -7,8 +7,8 @@
 //! built and parsed by hand rather than with an ASN.1 library.
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair,
-    ParsedPublicKey, UnparsedPublicKey,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair,
+    KeyPair, ParsedPublicKey, UnparsedPublicKey,
 };
 
 use crate::{CryptoError, Faults, SecretBytes, TestName};
@@ -117,6 +117,19 @@ pub fn verify(public_key: &[u8], msg: &[u8], signature: &[u8]) -> bool {
     }
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key)
         .verify(msg, signature)
+        .is_ok()
+}
+
+/// Verifies an ASN.1 DER (`Ecdsa-Sig-Value`) ECDSA P-256 / SHA-256
+/// signature over `msg` with an uncompressed public key: the form X.509
+/// certificates carry (ecdsa-with-SHA256). Any other curve, hash or
+/// encoding is refused.
+pub fn verify_der(public_key: &[u8], msg: &[u8], der_signature: &[u8]) -> bool {
+    if public_key.len() != PUBLIC_KEY_LEN || public_key[0] != 0x04 {
+        return false;
+    }
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key)
+        .verify(msg, der_signature)
         .is_ok()
 }
 
@@ -268,5 +281,51 @@ mod base64 {
                 assert_eq!(decode(&encode(&data[..n])).unwrap(), &data[..n]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DER INTEGER of an unsigned big-endian value.
+    fn der_int(v: &[u8]) -> Vec<u8> {
+        let mut v: Vec<u8> = v.iter().copied().skip_while(|&b| b == 0).collect();
+        if v.first().is_none_or(|&b| b & 0x80 != 0) {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend_from_slice(&v);
+        out
+    }
+
+    /// r || s as an ASN.1 `Ecdsa-Sig-Value` (short-form lengths suffice for P-256).
+    fn to_der(sig: &[u8; SIGNATURE_LEN]) -> Vec<u8> {
+        let body = [der_int(&sig[..32]), der_int(&sig[32..])].concat();
+        let mut out = vec![0x30, body.len() as u8];
+        out.extend_from_slice(&body);
+        out
+    }
+
+    #[test]
+    fn verify_der_accepts_the_asn1_form_of_a_signature_and_nothing_else() {
+        let kp = EcdsaP256KeyPair::generate(&Faults::default()).unwrap();
+        let msg = b"to be certified";
+        let fixed = kp.sign(msg).unwrap();
+        let der = to_der(&fixed);
+        let public = kp.public_key();
+        assert!(verify_der(&public, msg, &der));
+        assert!(!verify_der(&public, b"to be certifiee", &der));
+        // The fixed r || s form is not DER, and DER is not the fixed form.
+        assert!(!verify_der(&public, msg, &fixed));
+        assert!(!verify(&public, msg, &der));
+        // Another key, or a malformed key, does not verify.
+        let other = EcdsaP256KeyPair::generate(&Faults::default()).unwrap();
+        assert!(!verify_der(&other.public_key(), msg, &der));
+        assert!(!verify_der(&public[1..], msg, &der));
+        let mut bad = der.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(!verify_der(&public, msg, &bad));
     }
 }

@@ -71,6 +71,9 @@ pub enum ModuleError {
     /// An internal cryptographic failure.
     #[error("cryptographic failure: {0}")]
     Crypto(String),
+    /// An internal consistency check failed; the command was refused and nothing changed.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<postvault_crypto::CryptoError> for ModuleError {
@@ -103,6 +106,7 @@ impl ModuleError {
             ModuleError::Storage(_) => "storage",
             ModuleError::SelfTest(_) => "self-test",
             ModuleError::Crypto(_) => "crypto",
+            ModuleError::Internal(_) => "internal",
         }
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use postvault_audit::{AuditEntry, GENESIS_HASH};
-use postvault_crypto::ecdsa::EcdsaP256KeyPair;
+use postvault_crypto::ecdsa::{self, EcdsaP256KeyPair};
 use postvault_crypto::hpke::HpkeKeyPair;
 use postvault_crypto::password::{self, Argon2Params};
 use postvault_crypto::rng::Rng;
@@ -23,6 +23,10 @@ use postvault_crypto::x25519::X25519Ephemeral;
 use postvault_crypto::{Faults, SecretBytes, SecretKey32, hash, shamir};
 use postvault_seal::SealProvider;
 use serde::{Deserialize, Serialize};
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256,
+};
+use x509_parser::x509::SubjectPublicKeyInfo;
 use zeroize::Zeroizing;
 
 use crate::access::{self, UserRecord};
@@ -31,7 +35,10 @@ use crate::error::ModuleError;
 use crate::keys::{KeyToken, KeyType, KeyUsage, Mks, key_check_value};
 use crate::nvm::{AuditState, CrashPoint, CryptoCard, NvmError, NvmImage, NvmStore};
 use crate::protocol::*;
-use crate::psd::{self, DeviceId, PsdCommandKind, PsdPackage, PsdState, SealedPackage};
+use crate::psd::{
+    self, DeviceId, HpkeSealed, ProviderCommand, ProviderMessage, PsdCommandKind, PsdPackage,
+    PsdState, PsdUser, SealedPackage,
+};
 use crate::session::{self, Direction, RequestFrame, ResponseFrame, SessionError, SessionKeys};
 use crate::table::{self, Audit, CommandKind};
 use crate::types::{Clock, ModuleState, Role};
@@ -1360,6 +1367,19 @@ impl Module {
             Request::RetrievePsdPublicKey { package } => {
                 self.cmd_retrieve_psd_public_key(package, now)
             }
+            Request::AuthorizePsd {
+                package,
+                certificate_der,
+            } => self.cmd_authorize_psd(package, certificate_der, now),
+            Request::ConfigurePsd { package, secrets } => {
+                self.cmd_configure_psd(package, secrets, now)
+            }
+            Request::AuthorizeCustomer { package, message } => {
+                self.cmd_authorize_customer(package, message, now)
+            }
+            Request::DownloadPostageValue { package, message } => {
+                self.cmd_download(package, message, now)
+            }
         }
     }
 
@@ -1412,6 +1432,7 @@ impl Module {
             key_expiry: None,
             password_history: Vec::new(),
             piece_count: 0,
+            last_provider_sequence: 0,
         };
         let sealed = package.seal(mks, &mut self.rng)?;
         let device_id = device.to_string();
@@ -1448,6 +1469,21 @@ impl Module {
         now: i64,
     ) -> Result<Outcome, ModuleError> {
         let package = self.open_package(PsdCommandKind::RetrievePsdPublicKey, sealed)?;
+        let public_key = self.package_public_key(&package, now)?.to_vec();
+        Ok(Outcome::new(Response::PsdPublicKey(PsdPublicKey {
+            device_id: package.device.to_string(),
+            state: package.state,
+            public_key,
+            certificate_serial: package.certificate_serial,
+        })))
+    }
+
+    /// The package's indicium public key, from its signing key token.
+    fn package_public_key(
+        &self,
+        package: &PsdPackage,
+        now: i64,
+    ) -> Result<[u8; ecdsa::PUBLIC_KEY_LEN], ModuleError> {
         let token = &package.signing_key;
         if token.key_type != KeyType::EcdsaP256
             || token.usage != KeyUsage::IndiciumSigning
@@ -1455,17 +1491,405 @@ impl Module {
         {
             return Err(ModuleError::Rejected(format!(
                 "PSD package for {} holds a signing key token that is not its indicium key",
-                sealed.device_id
+                package.device
             )));
         }
         let key = self.active_mks()?.unwrap(token, now)?;
-        let public_key = EcdsaP256KeyPair::from_pkcs8(&key)?.public_key().to_vec();
-        Ok(Outcome::new(Response::PsdPublicKey(PsdPublicKey {
-            device_id: package.device.to_string(),
+        Ok(EcdsaP256KeyPair::from_pkcs8(&key)?.public_key())
+    }
+
+    /// The package's key-encrypting key (EDEK_psd), from its token.
+    fn package_kek(&self, package: &PsdPackage, now: i64) -> Result<SecretKey32, ModuleError> {
+        let token = &package.kek;
+        if token.key_type != KeyType::Aes256
+            || token.usage != KeyUsage::KeyEncrypting
+            || token.identity != package.device.identity()
+        {
+            return Err(ModuleError::Rejected(format!(
+                "PSD package for {} holds a KEK token that is not its own",
+                package.device
+            )));
+        }
+        let key = self.active_mks()?.unwrap(token, now)?;
+        Ok(SecretKey32::from_slice(key.expose_secret())?)
+    }
+
+    /// Seals an updated package under the active MKS (the register
+    /// invariant is checked first).
+    fn seal_package(&mut self, package: &PsdPackage) -> Result<SealedPackage, ModuleError> {
+        let mks = self
+            .nvm
+            .mks_active
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
+        package.seal(mks, &mut self.rng)
+    }
+
+    /// Authorize PSD (seed 002; the Certificate Authority role, authenticated
+    /// by the certificate): the PSD certificate must be signed by the CA
+    /// certificate in the crypto card, be valid now, and name the package's
+    /// public key and device ID. Raw -> unleased.
+    fn cmd_authorize_psd(
+        &mut self,
+        sealed: &SealedPackage,
+        certificate_der: &[u8],
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package = self.open_package(PsdCommandKind::AuthorizePsd, sealed)?;
+        let ca_der = self
+            .nvm
+            .crypto_card
+            .as_ref()
+            .and_then(|c| c.ca_certificate.clone())
+            .ok_or_else(|| {
+                ModuleError::KeyState(
+                    "this module holds no CA certificate; run Initialize Crypto-Card with --ca-cert"
+                        .into(),
+                )
+            })?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).map_err(|_| {
+            ModuleError::KeyState("the CA certificate in the crypto card does not parse".into())
+        })?;
+        let (rest, cert) = x509_parser::parse_x509_certificate(certificate_der).map_err(|e| {
+            ModuleError::Invalid(format!(
+                "the PSD certificate is not a DER X.509 certificate: {e}"
+            ))
+        })?;
+        if !rest.is_empty() {
+            return Err(ModuleError::Invalid(
+                "the PSD certificate has trailing bytes".into(),
+            ));
+        }
+        // 1. Signed by the CA (ECDSA P-256 with SHA-256 only).
+        if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA256
+            || cert.tbs_certificate.signature.algorithm != OID_SIG_ECDSA_WITH_SHA256
+        {
+            return Err(ModuleError::Invalid(
+                "the PSD certificate is not signed with ecdsa-with-SHA256 (the only algorithm accepted)"
+                    .into(),
+            ));
+        }
+        let ca_key = p256_key(ca.public_key(), "the CA certificate's")?;
+        if !ecdsa::verify_der(
+            ca_key,
+            cert.tbs_certificate.as_ref(),
+            &cert.signature_value.data,
+        ) {
+            return Err(ModuleError::Rejected(
+                "the PSD certificate's signature does not verify with the CA certificate's key (issued by another CA, or altered)"
+                    .into(),
+            ));
+        }
+        // 2. Issued by the CA.
+        if cert.issuer().as_raw() != ca.subject().as_raw() {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate's issuer ({}) is not the CA certificate's subject ({})",
+                cert.issuer(),
+                ca.subject()
+            )));
+        }
+        // 3. Valid now (module time).
+        let (not_before, not_after) = (
+            cert.validity().not_before.timestamp(),
+            cert.validity().not_after.timestamp(),
+        );
+        if now < not_before {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate is not valid yet: not before {not_before}, module time {now} (Unix seconds)"
+            )));
+        }
+        if now >= not_after {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate has expired: not after {not_after}, module time {now} (Unix seconds)"
+            )));
+        }
+        if cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca)
+        {
+            return Err(ModuleError::Invalid(
+                "the PSD certificate is a CA certificate (basicConstraints cA is set)".into(),
+            ));
+        }
+        // 4. It certifies this package's indicium key.
+        let cert_key = p256_key(cert.public_key(), "the PSD certificate's")?;
+        let psd_key = self.package_public_key(&package, now)?;
+        if cert_key != psd_key.as_slice() {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate certifies another key, not the indicium key of {}",
+                package.device
+            )));
+        }
+        // 5. It names this device.
+        let mut cns = cert.subject().iter_common_name();
+        let cn = match (cns.next(), cns.next()) {
+            (Some(cn), None) => cn.as_str().map_err(|_| {
+                ModuleError::Invalid("the PSD certificate's subject CN is not a string".into())
+            })?,
+            _ => {
+                return Err(ModuleError::Invalid(
+                    "the PSD certificate's subject must have exactly one CN, the device ID".into(),
+                ));
+            }
+        };
+        if cn.parse::<DeviceId>().ok() != Some(package.device) {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate names device {cn:?}, but the package is {}",
+                package.device
+            )));
+        }
+        let raw = cert.raw_serial();
+        let mut low = [0u8; 4];
+        let take = raw.len().min(4);
+        low[4 - take..].copy_from_slice(&raw[raw.len() - take..]);
+        let serial = u32::from_be_bytes(low);
+        package.certificate = Some(certificate_der.to_vec());
+        package.certificate_serial = Some(serial);
+        package.state = PsdState::Unleased;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdUpdated {
+            package: out,
             state: package.state,
-            public_key,
-            certificate_serial: package.certificate_serial,
-        })))
+        })
+        .with("device", package.device.to_string())
+        .with("certificate_serial", serial.to_string())
+        .with(
+            "certificate_sha256",
+            hex::encode(hash::sha256(&[certificate_der])),
+        )
+        .with("state", package.state.to_string()))
+    }
+
+    /// Configure PSD (seed 002): assigns the customer; their secrets arrive
+    /// HPKE-sealed to the registration key; the answer is MAC'd under the
+    /// customer's new key. Unleased -> assigned.
+    fn cmd_configure_psd(
+        &mut self,
+        sealed: &SealedPackage,
+        secrets: &HpkeSealed,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package = self.open_package(PsdCommandKind::ConfigurePsd, sealed)?;
+        let card = self.nvm.crypto_card.as_ref().ok_or_else(|| {
+            ModuleError::KeyState(
+                "this module has no crypto card; run Initialize Crypto-Card first".into(),
+            )
+        })?;
+        let registration =
+            HpkeKeyPair::from_secret(&SecretKey32::from_bytes(*card.decryption_key))?;
+        let device_id = package.device.to_string();
+        let plain = registration
+            .open(
+                &secrets.enc,
+                psd::CUSTOMER_SECRETS_INFO,
+                device_id.as_bytes(),
+                &secrets.ciphertext,
+            )
+            .map_err(|_| {
+                ModuleError::Rejected(format!(
+                    "customer secrets do not open with this deployment's registration key (sealed to another key, for another meter than {device_id}, or altered)"
+                ))
+            })?;
+        let customer: psd::CustomerSecrets = postcard::from_bytes(plain.expose_secret())
+            .map_err(|_| ModuleError::Invalid("the customer secrets do not decode".into()))?;
+        access::check_user_id(&customer.user_id)?;
+        let password = Password::new(customer.password.as_str());
+        access::check_password_strength(&password)?;
+        let password_hash = password::hash_password(
+            &mut self.rng,
+            password.expose_secret().as_bytes(),
+            self.argon2,
+        )?;
+        let kek = self.package_kek(&package, now)?;
+        let hmac_key_sealed = postvault_crypto::aead::seal(
+            &mut self.rng,
+            &kek,
+            &psd::user_key_aad(&package.device, &customer.user_id),
+            customer.hmac_key.as_slice(),
+        )?;
+        let challenge: [u8; 16] = self.rng.array()?;
+        let mac = psd::configure_mac(
+            &customer.hmac_key,
+            &package.device,
+            &customer.user_id,
+            &challenge,
+        );
+        package.users = vec![PsdUser {
+            user_id: customer.user_id.clone(),
+            role: Role::Customer,
+            hmac_key_sealed,
+            password_hash: password_hash.clone(),
+        }];
+        package.password_history = vec![password_hash];
+        package.last_challenge = Some(challenge);
+        package.state = PsdState::Assigned;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdConfigured {
+            package: out,
+            challenge,
+            mac,
+        })
+        .with("device", device_id)
+        .with("user", customer.user_id.clone())
+        .with("state", package.state.to_string()))
+    }
+
+    /// Opens a package for a provider-signed command and authenticates the
+    /// message: the provider's signature (crypto card key), the meter, and
+    /// a sequence number above the last one applied (no replay).
+    fn open_provider_command(
+        &self,
+        kind: PsdCommandKind,
+        sealed: &SealedPackage,
+        message: &ProviderMessage,
+    ) -> Result<PsdPackage, ModuleError> {
+        let package = self.open_package(kind, sealed)?;
+        let provider = self
+            .nvm
+            .crypto_card
+            .as_ref()
+            .and_then(|c| c.provider_public_key.as_deref())
+            .ok_or_else(|| {
+                ModuleError::KeyState(
+                    "this module holds no provider public key; run Initialize Crypto-Card with the provider key"
+                        .into(),
+                )
+            })?;
+        if !ecdsa::verify(provider, &message.body.signing_bytes(), &message.signature) {
+            return Err(ModuleError::Rejected(
+                "the provider signature on the message does not verify".into(),
+            ));
+        }
+        let device_id = package.device.to_string();
+        if message.body.device_id != device_id {
+            return Err(ModuleError::Rejected(format!(
+                "the provider message is for device {:?}, but the package is {device_id}",
+                message.body.device_id
+            )));
+        }
+        if message.body.sequence <= package.last_provider_sequence {
+            return Err(ModuleError::Rejected(format!(
+                "replayed provider message: sequence {} is not above the last one applied to {device_id} ({})",
+                message.body.sequence, package.last_provider_sequence
+            )));
+        }
+        Ok(package)
+    }
+
+    /// Authorize Customer (seed 002; provider-signed): licensing ZIP and
+    /// maximum descending register. Assigned -> leased.
+    fn cmd_authorize_customer(
+        &mut self,
+        sealed: &SealedPackage,
+        message: &ProviderMessage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package =
+            self.open_provider_command(PsdCommandKind::AuthorizeCustomer, sealed, message)?;
+        let ProviderCommand::AuthorizeCustomer {
+            licensing_zip,
+            max_descending_mills,
+        } = message.body.command
+        else {
+            return Err(ModuleError::Invalid(
+                "the provider message is not an Authorize Customer command".into(),
+            ));
+        };
+        if licensing_zip > 999_999_999 || licensing_zip / 10_000 == 0 {
+            return Err(ModuleError::Invalid(format!(
+                "licensing ZIP {licensing_zip} is not ZIP5 * 10000 + plus-4 with a ZIP5 of 00001 to 99999"
+            )));
+        }
+        if max_descending_mills == 0 || max_descending_mills > psd::MAX_DESCENDING_CAP {
+            return Err(ModuleError::Invalid(format!(
+                "maximum descending register {max_descending_mills} mills is outside 1 to {} mills",
+                psd::MAX_DESCENDING_CAP
+            )));
+        }
+        package.licensing_zip = Some(licensing_zip);
+        package.max_descending = max_descending_mills;
+        package.last_provider_sequence = message.body.sequence;
+        package.state = PsdState::Leased;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdUpdated {
+            package: out,
+            state: package.state,
+        })
+        .with("device", package.device.to_string())
+        .with("licensing_zip", format!("{licensing_zip:09}"))
+        .with("max_descending_mills", max_descending_mills.to_string())
+        .with("sequence", message.body.sequence.to_string())
+        .with("state", package.state.to_string()))
+    }
+
+    /// Download Postage Value (seed 002, its steps 1 to 9; provider-signed).
+    fn cmd_download(
+        &mut self,
+        sealed: &SealedPackage,
+        message: &ProviderMessage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package =
+            self.open_provider_command(PsdCommandKind::DownloadPostageValue, sealed, message)?;
+        let ProviderCommand::Download {
+            amount_mills,
+            control_total_mills,
+        } = message.body.command
+        else {
+            return Err(ModuleError::Invalid(
+                "the provider message is not a Download Postage Value command".into(),
+            ));
+        };
+        package.check_registers()?;
+        let meter_total = package.control_total;
+        if control_total_mills != meter_total {
+            return Err(ModuleError::Rejected(format!(
+                "control total mismatch: the provider's books say {control_total_mills} mills, the meter says {meter_total} mills"
+            )));
+        }
+        if amount_mills == 0 {
+            return Err(ModuleError::Invalid(
+                "a download must be of more than 0 mills".into(),
+            ));
+        }
+        let descending = package
+            .descending
+            .checked_add(amount_mills)
+            .filter(|dr| *dr <= package.max_descending)
+            .ok_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "downloading {amount_mills} mills would take the descending register from {} over its maximum of {} mills",
+                    package.descending, package.max_descending
+                ))
+            })?;
+        let control_total = meter_total
+            .checked_add(amount_mills)
+            .filter(|t| *t < psd::AR_LIMIT)
+            .ok_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "downloading {amount_mills} mills would let the ascending register reach its limit of {} mills",
+                    psd::AR_LIMIT
+                ))
+            })?;
+        package.descending = descending;
+        package.control_total = control_total;
+        package.last_provider_sequence = message.body.sequence;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdUpdated {
+            package: out,
+            state: package.state,
+        })
+        .with("device", package.device.to_string())
+        .with("amount_mills", amount_mills.to_string())
+        .with("descending_mills", descending.to_string())
+        .with("control_total_mills", control_total.to_string())
+        .with("sequence", message.body.sequence.to_string()))
     }
 
     fn cmd_start_initialization(&mut self, time: i64) -> Result<Outcome, ModuleError> {
@@ -2133,6 +2557,24 @@ impl Module {
                     .unwrap_or_else(|| "none".into()),
             ))
     }
+}
+
+/// The uncompressed point of an ECDSA P-256 SubjectPublicKeyInfo.
+fn p256_key<'a>(spki: &'a SubjectPublicKeyInfo<'_>, whose: &str) -> Result<&'a [u8], ModuleError> {
+    let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            == Some(OID_EC_P256);
+    let key: &[u8] = &spki.subject_public_key.data;
+    if !is_p256 || key.len() != ecdsa::PUBLIC_KEY_LEN || key[0] != 0x04 {
+        return Err(ModuleError::Invalid(format!(
+            "{whose} public key is not an uncompressed ECDSA P-256 key"
+        )));
+    }
+    Ok(key)
 }
 
 /// Checks that `der` is an X.509 CA certificate.

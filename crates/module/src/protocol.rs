@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ModuleError;
 use crate::keys::{KeyToken, KeyType, KeyUsage};
-use crate::psd::{DeviceId, PsdState, SealedPackage};
+use crate::psd::{DeviceId, HpkeSealed, ProviderMessage, PsdState, SealedPackage};
 use crate::types::{ModuleState, Role};
 use postvault_audit::AuditEntry;
 
@@ -247,6 +247,40 @@ pub enum Request {
         /// The sealed package.
         package: SealedPackage,
     },
+    /// Authorize PSD (Certificate Authority role, authenticated by the
+    /// certificate): loads the PSD's X.509 certificate, which must be signed
+    /// by the module's CA certificate and name the package's key and device
+    /// ID. Raw -> unleased.
+    AuthorizePsd {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The PSD certificate, DER.
+        #[serde(with = "crate::serde_hex::vec")]
+        certificate_der: Vec<u8>,
+    },
+    /// Configure PSD: assigns the customer, whose secrets arrive HPKE-sealed
+    /// to the registration encryption key. Unleased -> assigned.
+    ConfigurePsd {
+        /// The sealed package.
+        package: SealedPackage,
+        /// `psd::CustomerSecrets`, sealed with `psd::seal_customer_secrets`.
+        secrets: HpkeSealed,
+    },
+    /// Authorize Customer (provider-signed): licensing ZIP and maximum
+    /// descending register. Assigned -> leased.
+    AuthorizeCustomer {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The signed provider message (`ProviderCommand::AuthorizeCustomer`).
+        message: ProviderMessage,
+    },
+    /// Download Postage Value (provider-signed): adds value to the DR.
+    DownloadPostageValue {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The signed provider message (`ProviderCommand::Download`).
+        message: ProviderMessage,
+    },
     /// Destroys every key; the module is unusable until Reset.
     Zeroize,
     /// Erases everything and returns to Uninitialized.
@@ -473,6 +507,25 @@ pub enum Response {
     },
     /// Retrieve PSD Public Key.
     PsdPublicKey(PsdPublicKey),
+    /// A PSD command that changed the package (Authorize PSD, Authorize
+    /// Customer, Download Postage Value): the updated package, to store in
+    /// place of the old one.
+    PsdUpdated {
+        /// The updated sealed package.
+        package: SealedPackage,
+        /// Its PSD state now.
+        state: PsdState,
+    },
+    /// Configure PSD: the updated package and the module's answer to the
+    /// client, MAC'd under the customer's new key (`psd::configure_mac`).
+    PsdConfigured {
+        /// The updated sealed package.
+        package: SealedPackage,
+        /// The module's first challenge to the client.
+        challenge: [u8; 16],
+        /// HMAC-SHA-256 under the customer's key (`psd::configure_mac`).
+        mac: [u8; 32],
+    },
 }
 
 /// A reply: the result and, for sensitive commands, the audit entry.

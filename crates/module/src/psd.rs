@@ -14,7 +14,9 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use postvault_crypto::hash;
 use postvault_crypto::rng::Rng;
+use postvault_crypto::{SecretKey32, hpke};
 
 use crate::error::ModuleError;
 use crate::keys::{KeyToken, Mks};
@@ -28,6 +30,23 @@ pub const PACKAGE_RECORD_KIND: &str = "psd package";
 
 /// Default maximum descending register: $500.00 (issue 3), in mills.
 pub const DEFAULT_MAX_DESCENDING_MILLS: u64 = 500_000;
+
+/// The largest maximum descending register Authorize Customer accepts:
+/// $500.00 (seed 002: "in one embodiment, $500"), in mills.
+pub const MAX_DESCENDING_CAP: u64 = 500_000;
+
+/// The ascending register must stay below this (the indicium's AR field is
+/// 5 bytes, `reference/indicium.md`): 2^40 mills.
+pub const AR_LIMIT: u64 = 1 << 40;
+
+/// HPKE `info` of the customer secrets sent with Configure PSD.
+pub const CUSTOMER_SECRETS_INFO: &[u8] = b"postvault customer secrets v1";
+
+/// Domain separation of the Configure PSD response MAC.
+pub const CONFIGURE_MAC_LABEL: &[u8] = b"postvault configure v1";
+
+/// Domain separation of provider signatures.
+pub const PROVIDER_SIGNING_PREFIX: &[u8] = b"postvault provider v1";
 
 /// A PSD's device ID: IBI vendor ID, PSD model number, PSD serial number
 /// (`reference/indicium.md`, fields 4 to 6), as it crosses the protocol.
@@ -291,7 +310,8 @@ pub fn check_psd_allowed(kind: PsdCommandKind, state: PsdState) -> Result<(), Mo
 }
 
 /// One user of a PSD (the single customer, or each user of a multi-user
-/// meter). Filled by Configure PSD and the user commands (not yet).
+/// meter). Configure PSD makes the first, a `Customer`; the multi-user
+/// commands (not yet) add more, with their privileges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PsdUser {
     /// User ID within the meter.
@@ -345,6 +365,9 @@ pub struct PsdPackage {
     pub password_history: Vec<String>,
     /// Pieces printed.
     pub piece_count: u64,
+    /// Sequence number of the last provider message applied (replay
+    /// protection: the next must be greater).
+    pub last_provider_sequence: u64,
 }
 
 /// A PSD package as the database holds it: a public header and the sealed
@@ -366,8 +389,10 @@ pub struct SealedPackage {
 }
 
 impl PsdPackage {
-    /// Seals the package under `mks`.
+    /// Seals the package under `mks`, after checking the register
+    /// invariant ([`Self::check_registers`]).
     pub fn seal(&self, mks: &Mks, rng: &mut Rng) -> Result<SealedPackage, ModuleError> {
+        self.check_registers()?;
         let device_id = self.device.to_string();
         let plain = Zeroizing::new(
             postcard::to_stdvec(self).expect("encoding a package into a Vec cannot fail"),
@@ -426,4 +451,164 @@ impl PsdPackage {
         }
         Ok(package)
     }
+}
+
+impl PsdPackage {
+    /// The register invariant: AR + DR equals the control total (no
+    /// overflow). A violation is an internal error: the command that
+    /// produced it is refused and nothing is stored.
+    pub fn check_registers(&self) -> Result<(), ModuleError> {
+        match self.ascending.checked_add(self.descending) {
+            Some(sum) if sum == self.control_total => Ok(()),
+            _ => Err(ModuleError::Internal(format!(
+                "PSD {}: register invariant broken (AR {} + DR {} != control total {}); the command was refused",
+                self.device, self.ascending, self.descending, self.control_total
+            ))),
+        }
+    }
+}
+
+/// A message HPKE-sealed to one recipient (RFC 9180, base mode).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HpkeSealed {
+    /// Encapsulated key (32 bytes).
+    #[serde(with = "crate::serde_hex::vec")]
+    pub enc: Vec<u8>,
+    /// Ciphertext and tag.
+    #[serde(with = "crate::serde_hex::vec")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// What the customer's client sends with Configure PSD, HPKE-sealed to the
+/// deployment's registration encryption key (seed 002: "receives the
+/// encrypted secrets from the customer"). Zeroized on drop, redacted in
+/// `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CustomerSecrets {
+    /// The customer's user ID within the meter.
+    pub user_id: String,
+    /// The HMAC key the client generated (it keeps a copy).
+    pub hmac_key: Zeroizing<[u8; 32]>,
+    /// The customer's password.
+    pub password: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for CustomerSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomerSecrets")
+            .field("user_id", &self.user_id)
+            .field("hmac_key", &"<redacted>")
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Client side of Configure PSD: seals `secrets` to the registration
+/// encryption public key (32 bytes), bound to the meter's device ID.
+pub fn seal_customer_secrets(
+    rng: &mut Rng,
+    registration_public_key: &[u8],
+    device: &DeviceId,
+    secrets: &CustomerSecrets,
+) -> Result<HpkeSealed, ModuleError> {
+    let plain = Zeroizing::new(
+        postcard::to_stdvec(secrets).expect("encoding secrets into a Vec cannot fail"),
+    );
+    let (enc, ciphertext) = hpke::seal(
+        rng,
+        registration_public_key,
+        CUSTOMER_SECRETS_INFO,
+        device.to_string().as_bytes(),
+        &plain,
+    )?;
+    Ok(HpkeSealed { enc, ciphertext })
+}
+
+/// The Configure PSD response MAC: HMAC-SHA-256 under the customer's key
+/// over the label, the device ID, the user ID and the module's challenge
+/// (each length-prefixed). The client recomputes it to check that the
+/// module received its key correctly (seed 002).
+pub fn configure_mac(
+    hmac_key: &[u8; 32],
+    device: &DeviceId,
+    user_id: &str,
+    challenge: &[u8; 16],
+) -> [u8; 32] {
+    let key = SecretKey32::from_bytes(*hmac_key);
+    let device = device.to_string();
+    let dlen = (device.len() as u32).to_be_bytes();
+    let ulen = (user_id.len() as u32).to_be_bytes();
+    hash::hmac_sha256(
+        &key,
+        &[
+            CONFIGURE_MAC_LABEL,
+            &dlen,
+            device.as_bytes(),
+            &ulen,
+            user_id.as_bytes(),
+            challenge,
+        ],
+    )
+}
+
+/// The associated data of a user's sealed HMAC key inside the package: the
+/// meter and the user it belongs to.
+pub fn user_key_aad(device: &DeviceId, user_id: &str) -> Vec<u8> {
+    format!("psd user key\0{device}\0{user_id}").into_bytes()
+}
+
+/// A provider-role command (seed 002: "signed with the provider key"),
+/// authenticated per command, not by logon.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ProviderCommand {
+    /// Authorize Customer: licensing ZIP (ZIP5 * 10000 + plus-4) and the
+    /// maximum descending register, mills.
+    AuthorizeCustomer {
+        /// ZIP5 * 10000 + plus-4 (e.g. 100010001 for 10001-0001).
+        licensing_zip: u32,
+        /// Maximum descending register, mills (1..=[`MAX_DESCENDING_CAP`]).
+        max_descending_mills: u64,
+    },
+    /// Download Postage Value.
+    Download {
+        /// Value to add to the DR, mills.
+        amount_mills: u64,
+        /// The provider's control total before the download (must equal AR + DR).
+        control_total_mills: u64,
+    },
+    /// Create Refund Indicium (not yet implemented).
+    Refund {},
+}
+
+/// The signed part of a provider message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderBody {
+    /// The meter it is for, as displayed.
+    pub device_id: String,
+    /// Strictly increasing per meter (replay protection).
+    pub sequence: u64,
+    /// The command.
+    pub command: ProviderCommand,
+}
+
+impl ProviderBody {
+    /// The bytes the provider signs: [`PROVIDER_SIGNING_PREFIX`] || postcard(body).
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = PROVIDER_SIGNING_PREFIX.to_vec();
+        out.extend_from_slice(
+            &postcard::to_stdvec(self).expect("encoding a body into a Vec cannot fail"),
+        );
+        out
+    }
+}
+
+/// A provider message: the body and its ECDSA P-256 signature (r || s) by
+/// the provider key whose public half is in the module's crypto card.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderMessage {
+    /// What is signed.
+    pub body: ProviderBody,
+    /// ECDSA P-256 / SHA-256 over [`ProviderBody::signing_bytes`], r || s.
+    #[serde(with = "crate::serde_hex::array64")]
+    pub signature: [u8; 64],
 }

@@ -69,3 +69,20 @@ pub mod array16 {
             .map_err(|_| serde::de::Error::custom("expected 16 bytes"))
     }
 }
+
+/// `[u8; 64]`.
+pub mod array64 {
+    use super::*;
+
+    /// Serializes the array.
+    pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        vec::serialize(v, s)
+    }
+
+    /// Deserializes the array (exactly 64 bytes).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        vec::deserialize(d)?
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("expected 64 bytes"))
+    }
+}

@@ -33,6 +33,18 @@
 //!   authentication, and retrieving a public key is a No-Role service (seed
 //!   001). Uniqueness of device IDs ("once per PSD") is the store's job (a
 //!   unique key); the module cannot see the database.
+//! - Authorize PSD, Configure PSD, Authorize Customer and Download Postage
+//!   Value are also open to every role, No-Role included, in Operational
+//!   state: their authentication is per command, not by logon (seed 002,
+//!   "Role Access may be accomplished by Command Authentication"). The
+//!   Certificate Authority role is authenticated by the PSD certificate
+//!   itself ("authenticated when the signature on the certificate provided
+//!   with the command is authenticated by the CA certificate contained in
+//!   the module"); the Provider role by the provider's signature on the
+//!   message (the provider key of the crypto card); Configure PSD is
+//!   "not authenticated", its answer is MAC'd under the key just received.
+//!   The handlers check these authenticators; the table only says who may
+//!   ask.
 use crate::protocol::Request;
 use crate::types::{ModuleState, Role};
 
@@ -79,6 +91,10 @@ pub enum CommandKind {
     Reset,
     InitializePsd,
     RetrievePsdPublicKey,
+    AuthorizePsd,
+    ConfigurePsd,
+    AuthorizeCustomer,
+    DownloadPostageValue,
 }
 
 /// How a command is audited.
@@ -242,6 +258,10 @@ pub const RULES: &[Rule] = &[
     rule(C::Reset, &[S::Initializing], &[R::NoRole]),
     rule(C::InitializePsd, &[S::Operational], ANYONE),
     rule(C::RetrievePsdPublicKey, &[S::Operational], ANYONE),
+    rule(C::AuthorizePsd, &[S::Operational], ANYONE),
+    rule(C::ConfigurePsd, &[S::Operational], ANYONE),
+    rule(C::AuthorizeCustomer, &[S::Operational], ANYONE),
+    rule(C::DownloadPostageValue, &[S::Operational], ANYONE),
 ];
 
 /// True when `kind` may run in `state` for `role`.
@@ -253,7 +273,7 @@ pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
 
 impl CommandKind {
     /// Every command.
-    pub const ALL: [CommandKind; 39] = [
+    pub const ALL: [CommandKind; 43] = [
         C::CloseSession,
         C::GetStatus,
         C::StartInitialization,
@@ -293,6 +313,10 @@ impl CommandKind {
         C::Reset,
         C::InitializePsd,
         C::RetrievePsdPublicKey,
+        C::AuthorizePsd,
+        C::ConfigurePsd,
+        C::AuthorizeCustomer,
+        C::DownloadPostageValue,
     ];
 
     /// The command's attributes.
@@ -319,7 +343,11 @@ impl CommandKind {
             | C::ExportShare
             | C::CreateAuditEntry
             | C::RunSelfTests
-            | C::InitializePsd => (false, Audit::Entry),
+            | C::InitializePsd
+            | C::AuthorizePsd
+            | C::ConfigurePsd
+            | C::AuthorizeCustomer
+            | C::DownloadPostageValue => (false, Audit::Entry),
             C::StartInitialization
             | C::SetClock
             | C::BeginAdmin
@@ -386,6 +414,10 @@ impl CommandKind {
             C::Reset => "Reset",
             C::InitializePsd => "InitializePsd",
             C::RetrievePsdPublicKey => "RetrievePsdPublicKey",
+            C::AuthorizePsd => "AuthorizePsd",
+            C::ConfigurePsd => "ConfigurePsd",
+            C::AuthorizeCustomer => "AuthorizeCustomer",
+            C::DownloadPostageValue => "DownloadPostageValue",
         }
     }
 }
@@ -433,6 +465,10 @@ impl Request {
             Request::Reset => C::Reset,
             Request::InitializePsd { .. } => C::InitializePsd,
             Request::RetrievePsdPublicKey { .. } => C::RetrievePsdPublicKey,
+            Request::AuthorizePsd { .. } => C::AuthorizePsd,
+            Request::ConfigurePsd { .. } => C::ConfigurePsd,
+            Request::AuthorizeCustomer { .. } => C::AuthorizeCustomer,
+            Request::DownloadPostageValue { .. } => C::DownloadPostageValue,
         }
     }
 }

@@ -11,5 +11,6 @@ mod lifecycle;
 mod matrix;
 mod nvm;
 mod psd;
+mod psd_lifecycle;
 mod selftest;
 mod session;

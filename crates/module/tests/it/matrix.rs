@@ -26,7 +26,9 @@ use postvault_module::keys::{KeyToken, KeyType, KeyUsage};
 use postvault_module::module::AuditFault;
 use postvault_module::nvm::NVM_FILE;
 use postvault_module::protocol::{AccountSettings, CryptoCardKeys, EncryptedShare, MksSlot};
-use postvault_module::psd::{DeviceId, SealedPackage};
+use postvault_module::psd::{
+    DeviceId, HpkeSealed, ProviderBody, ProviderCommand, ProviderMessage, SealedPackage,
+};
 use postvault_module::table::{self, Audit, CommandKind};
 use postvault_module::{Module, ModuleClient, ModuleState, Password, Request, Role};
 
@@ -92,6 +94,11 @@ use crate::common::*;
 ///   is a No-Role service; table.rs records the choice). The PSD state each
 ///   PSD command needs is the second table (`psd::PSD_RULES`, tested in
 ///   `psd.rs`).
+/// - AuthorizePsd, ConfigurePsd, AuthorizeCustomer, DownloadPostageValue:
+///   Operational, every role: seed 002 authenticates them per command (the
+///   CA by the certificate, the provider by its signature, Configure PSD
+///   not at all), not by logon (table.rs records the choice); the handlers
+///   check the authenticators (tested in `psd_lifecycle.rs`).
 pub const EXPECTED: &str = "
 # command               | Uninit | Initializing | Operational | Administrative | Exporting | Importing | Error
 CloseSession            | *      | *            | *           | *              | *         | *         | *
@@ -133,6 +140,10 @@ Zeroize                 | -      | SO           | SO          | SO             |
 Reset                   | -      | SO NR        | SO          | SO             | SO        | SO        | *
 InitializePsd           | -      | -            | *           | -              | -         | -         | -
 RetrievePsdPublicKey    | -      | -            | *           | -              | -         | -         | -
+AuthorizePsd            | -      | -            | *           | -              | -         | -         | -
+ConfigurePsd            | -      | -            | *           | -              | -         | -         | -
+AuthorizeCustomer       | -      | -            | *           | -              | -         | -         | -
+DownloadPostageValue    | -      | -            | *           | -              | -         | -         | -
 ";
 
 /// Combinations no module can be in, with the reason. They are checked
@@ -165,7 +176,7 @@ pub const UNREACHABLE: &[(ModuleState, &[Role], &str)] = &[
     ),
 ];
 
-const TOTAL: usize = 7 * 9 * 39;
+const TOTAL: usize = 7 * 9 * 43;
 
 fn role_code(code: &str) -> Role {
     match code {
@@ -214,7 +225,7 @@ pub fn expected() -> BTreeMap<(String, usize), Vec<Role>> {
             out.insert((cells[0].to_string(), i), roles);
         }
     }
-    assert_eq!(seen.len(), 39, "EXPECTED must have a row for every command");
+    assert_eq!(seen.len(), 43, "EXPECTED must have a row for every command");
     out
 }
 
@@ -234,7 +245,7 @@ fn expect(
 #[test]
 fn table_agrees_with_the_expected_grid_on_every_triple() {
     let grid = expected();
-    assert_eq!(CommandKind::ALL.len(), 39);
+    assert_eq!(CommandKind::ALL.len(), 43);
     let mut differences = Vec::new();
     let mut checked = 0;
     for state in ModuleState::ALL {
@@ -332,6 +343,17 @@ fn bogus_package() -> SealedPackage {
         mks_id: [7; 16],
         mks_generation: 1,
         sealed: vec![0; 60],
+    }
+}
+
+fn bogus_message(command: ProviderCommand) -> ProviderMessage {
+    ProviderMessage {
+        body: ProviderBody {
+            device_id: "0042-0001-00000017".into(),
+            sequence: 1,
+            command,
+        },
+        signature: [0; 64],
     }
 }
 
@@ -444,6 +466,31 @@ pub fn harmless(kind: CommandKind) -> Request {
         },
         CommandKind::RetrievePsdPublicKey => Request::RetrievePsdPublicKey {
             package: bogus_package(),
+        },
+        CommandKind::AuthorizePsd => Request::AuthorizePsd {
+            package: bogus_package(),
+            certificate_der: vec![1, 2, 3],
+        },
+        CommandKind::ConfigurePsd => Request::ConfigurePsd {
+            package: bogus_package(),
+            secrets: HpkeSealed {
+                enc: vec![0; 32],
+                ciphertext: vec![0; 48],
+            },
+        },
+        CommandKind::AuthorizeCustomer => Request::AuthorizeCustomer {
+            package: bogus_package(),
+            message: bogus_message(ProviderCommand::AuthorizeCustomer {
+                licensing_zip: 100_010_001,
+                max_descending_mills: 1,
+            }),
+        },
+        CommandKind::DownloadPostageValue => Request::DownloadPostageValue {
+            package: bogus_package(),
+            message: bogus_message(ProviderCommand::Download {
+                amount_mills: 1,
+                control_total_mills: 0,
+            }),
         },
     };
     assert_eq!(req.kind(), kind);

@@ -210,6 +210,22 @@ fn request(kind: CommandKind) -> Request {
         sealed: vec![0; 60],
     };
     use CommandKind as C;
+    use postvault_module::psd::{ProviderBody, ProviderCommand, ProviderMessage};
+    let package = || postvault_module::psd::SealedPackage {
+        version: 1,
+        device_id: "0042-0001-00000017".into(),
+        mks_id: [0; 16],
+        mks_generation: 1,
+        sealed: vec![0; 60],
+    };
+    let message = |command| ProviderMessage {
+        body: ProviderBody {
+            device_id: "0042-0001-00000017".into(),
+            sequence: 1,
+            command,
+        },
+        signature: [0; 64],
+    };
     match kind {
         C::CloseSession => Request::CloseSession,
         C::GetStatus => Request::GetStatus,
@@ -306,14 +322,31 @@ fn request(kind: CommandKind) -> Request {
                 serial: 17,
             },
         },
-        C::RetrievePsdPublicKey => Request::RetrievePsdPublicKey {
-            package: postvault_module::psd::SealedPackage {
-                version: 1,
-                device_id: "0042-0001-00000017".into(),
-                mks_id: [0; 16],
-                mks_generation: 1,
-                sealed: vec![0; 60],
+        C::RetrievePsdPublicKey => Request::RetrievePsdPublicKey { package: package() },
+        C::AuthorizePsd => Request::AuthorizePsd {
+            package: package(),
+            certificate_der: vec![0x30, 0],
+        },
+        C::ConfigurePsd => Request::ConfigurePsd {
+            package: package(),
+            secrets: postvault_module::psd::HpkeSealed {
+                enc: vec![0; 32],
+                ciphertext: vec![0; 48],
             },
+        },
+        C::AuthorizeCustomer => Request::AuthorizeCustomer {
+            package: package(),
+            message: message(ProviderCommand::AuthorizeCustomer {
+                licensing_zip: 100_010_001,
+                max_descending_mills: 1,
+            }),
+        },
+        C::DownloadPostageValue => Request::DownloadPostageValue {
+            package: package(),
+            message: message(ProviderCommand::Download {
+                amount_mills: 1,
+                control_total_mills: 0,
+            }),
         },
     }
 }
