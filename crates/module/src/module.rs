@@ -36,8 +36,8 @@ use crate::keys::{KeyToken, KeyType, KeyUsage, Mks, key_check_value};
 use crate::nvm::{AuditState, CrashPoint, CryptoCard, NvmError, NvmImage, NvmStore};
 use crate::protocol::*;
 use crate::psd::{
-    self, DeviceId, HpkeSealed, ProviderCommand, ProviderMessage, PsdCommandKind, PsdPackage,
-    PsdState, PsdUser, SealedPackage,
+    self, DeviceId, HpkeSealed, IndiciumRequest, ProviderCommand, ProviderMessage, PsdCommandKind,
+    PsdPackage, PsdState, PsdUser, SealedPackage,
 };
 use crate::session::{self, Direction, RequestFrame, ResponseFrame, SessionError, SessionKeys};
 use crate::table::{self, Audit, CommandKind};
@@ -1380,6 +1380,9 @@ impl Module {
             Request::DownloadPostageValue { package, message } => {
                 self.cmd_download(package, message, now)
             }
+            Request::CreateIndicium { package, request } => {
+                self.cmd_create_indicium(package, request, now)
+            }
         }
     }
 
@@ -1484,6 +1487,15 @@ impl Module {
         package: &PsdPackage,
         now: i64,
     ) -> Result<[u8; ecdsa::PUBLIC_KEY_LEN], ModuleError> {
+        Ok(self.package_signing_key(package, now)?.public_key())
+    }
+
+    /// The package's indicium key pair, from its signing key token.
+    fn package_signing_key(
+        &self,
+        package: &PsdPackage,
+        now: i64,
+    ) -> Result<EcdsaP256KeyPair, ModuleError> {
         let token = &package.signing_key;
         if token.key_type != KeyType::EcdsaP256
             || token.usage != KeyUsage::IndiciumSigning
@@ -1495,7 +1507,7 @@ impl Module {
             )));
         }
         let key = self.active_mks()?.unwrap(token, now)?;
-        Ok(EcdsaP256KeyPair::from_pkcs8(&key)?.public_key())
+        Ok(EcdsaP256KeyPair::from_pkcs8(&key)?)
     }
 
     /// The package's key-encrypting key (EDEK_psd), from its token.
@@ -1890,6 +1902,173 @@ impl Module {
         .with("descending_mills", descending.to_string())
         .with("control_total_mills", control_total.to_string())
         .with("sequence", message.body.sequence.to_string()))
+    }
+
+    /// Create Indicium (seed 002, its steps 1 to 12). The checks run in the
+    /// seed's order, each with its own error, and a refusal changes nothing:
+    /// package authentic and leased, meter number, user, client challenge,
+    /// client MAC under that user's key, postage within the module's limits
+    /// (and the piece's other fields valid), DR sufficient. Then DR -= value
+    /// and AR += value, piece counter + 1, the version-1 indicium is signed,
+    /// and the answer carries the old challenge and a new one, MAC'd with
+    /// the user's key.
+    fn cmd_create_indicium(
+        &mut self,
+        sealed: &SealedPackage,
+        req: &IndiciumRequest,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        use postvault_indicium::{Indicium, MailCategory, MailingDate, Zip4};
+        // Steps 1 and 2: the package is authentic and leased.
+        let mut package = self.open_package(PsdCommandKind::CreateIndicium, sealed)?;
+        let device_id = package.device.to_string();
+        // Step 3: the meter number.
+        if req.device_id != device_id {
+            return Err(ModuleError::Rejected(format!(
+                "the indicium request is for device {:?}, but the package is {device_id}",
+                req.device_id
+            )));
+        }
+        let user = package
+            .users
+            .iter()
+            .find(|u| u.user_id == req.user_id)
+            .ok_or_else(|| {
+                ModuleError::Rejected(format!(
+                    "user {:?} is not a user of meter {device_id}",
+                    req.user_id
+                ))
+            })?;
+        // Step 4: the challenge (FIG. 5's chain).
+        let old_challenge = match package.last_challenge {
+            Some(c) if hash::ct_eq(&c, &req.challenge) => c,
+            _ => {
+                return Err(ModuleError::Rejected(
+                    "stale or replayed request: challenge does not match".into(),
+                ));
+            }
+        };
+        // Step 5: the user's key, and the request MAC under it.
+        let kek = self.package_kek(&package, now)?;
+        let hmac_key = postvault_crypto::aead::open(
+            &kek,
+            &psd::user_key_aad(&package.device, &user.user_id),
+            &user.hmac_key_sealed,
+        )
+        .map_err(|_| {
+            ModuleError::Rejected(format!(
+                "the HMAC key of user {:?} in the package for {device_id} does not open",
+                user.user_id
+            ))
+        })?;
+        let hmac_key = SecretKey32::from_slice(hmac_key.expose_secret())?;
+        if !hash::hmac_sha256_verify(&hmac_key, &[&req.mac_bytes()], &req.mac) {
+            return Err(ModuleError::Rejected("request MAC does not verify".into()));
+        }
+        // Step 6: the value within the module's limits; the piece's fields.
+        let postage = req.postage_mills;
+        if !(psd::MIN_POSTAGE_MILLS..=psd::MAX_POSTAGE_MILLS).contains(&postage) {
+            return Err(ModuleError::Invalid(format!(
+                "postage {postage} mills is outside the module's limits of {} to {} mills",
+                psd::MIN_POSTAGE_MILLS,
+                psd::MAX_POSTAGE_MILLS
+            )));
+        }
+        let date = MailingDate::from_u32(req.date)
+            .map_err(|e| ModuleError::Invalid(format!("date of mailing {}: {e}", req.date)))?;
+        let origin = Zip4::from_u32(req.origin_zip).map_err(|e| {
+            ModuleError::Invalid(format!("originating ZIP+4 {}: {e}", req.origin_zip))
+        })?;
+        let destination = Zip4::from_u32(req.destination_zip).map_err(|e| {
+            ModuleError::Invalid(format!("destination ZIP+4 {}: {e}", req.destination_zip))
+        })?;
+        let category = MailCategory::from_bytes(req.category)
+            .map_err(|e| ModuleError::Invalid(format!("mail category: {e}")))?;
+        if category == MailCategory::CORRECTION || category == MailCategory::REFUND {
+            return Err(ModuleError::Invalid(format!(
+                "mail category {category} is for correction and refund indicia, not Create Indicium"
+            )));
+        }
+        let licensing_zip = package.licensing_zip.ok_or_else(|| {
+            ModuleError::Internal(format!("leased PSD {device_id} has no licensing ZIP"))
+        })?;
+        if origin.zip5() != licensing_zip / 10_000 {
+            return Err(ModuleError::Invalid(format!(
+                "originating ZIP {} is not the meter's licensing ZIP {:05}",
+                origin.zip5(),
+                licensing_zip / 10_000
+            )));
+        }
+        // Step 7: the DR is sufficient.
+        package.check_registers()?;
+        if package.descending < postage {
+            return Err(ModuleError::Rejected(format!(
+                "insufficient postage: DR is {} mills, the piece needs {postage} mills",
+                package.descending
+            )));
+        }
+        let certificate_serial = package.certificate_serial.ok_or_else(|| {
+            ModuleError::Internal(format!("leased PSD {device_id} has no certificate serial"))
+        })?;
+        // Step 8: the registers.
+        package.descending -= postage;
+        package.ascending = package.control_total - package.descending;
+        package.piece_count = package.piece_count.checked_add(1).ok_or_else(|| {
+            ModuleError::Internal(format!("PSD {device_id}: piece counter overflow"))
+        })?;
+        package.check_registers()?;
+        let descending_register = u32::try_from(package.descending).map_err(|_| {
+            ModuleError::Internal(format!(
+                "PSD {device_id}: DR {} mills does not fit the indicium",
+                package.descending
+            ))
+        })?;
+        // Step 9: the indicium, signed with the PSD's key.
+        let mut indicium = Indicium {
+            certificate_serial,
+            device: package.device.into(),
+            ascending_register: package.ascending,
+            postage: postage as u32,
+            date,
+            origin,
+            software_id: psd::SOFTWARE_ID,
+            destination,
+            piece_counter: package.piece_count,
+            descending_register,
+            category,
+            signature: [0; postvault_indicium::SIGNATURE_LEN],
+        };
+        let payload = indicium
+            .payload()
+            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?;
+        indicium.signature = self.package_signing_key(&package, now)?.sign(&payload)?;
+        let bytes = indicium
+            .to_bytes()
+            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?
+            .to_vec();
+        // Step 10: the answer, with a new challenge, MAC'd with the user's key.
+        let new_challenge: [u8; 16] = self.rng.array()?;
+        let mac =
+            psd::indicium_response_mac_with(&hmac_key, &bytes, &old_challenge, &new_challenge);
+        // Step 11: the package.
+        package.last_challenge = Some(new_challenge);
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        // Step 12: the audit entry (written by the caller).
+        Ok(Outcome::new(Response::IndiciumCreated {
+            package: out,
+            indicium: bytes,
+            old_challenge,
+            new_challenge,
+            mac,
+        })
+        .with("device", device_id)
+        .with("user", req.user_id.clone())
+        .with("postage_mills", postage.to_string())
+        .with("ascending_mills", package.ascending.to_string())
+        .with("descending_mills", package.descending.to_string())
+        .with("piece", package.piece_count.to_string())
+        .with("category", category.to_string()))
     }
 
     fn cmd_start_initialization(&mut self, time: i64) -> Result<Outcome, ModuleError> {

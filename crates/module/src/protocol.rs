@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ModuleError;
 use crate::keys::{KeyToken, KeyType, KeyUsage};
-use crate::psd::{DeviceId, HpkeSealed, ProviderMessage, PsdState, SealedPackage};
+use crate::psd::{DeviceId, HpkeSealed, IndiciumRequest, ProviderMessage, PsdState, SealedPackage};
 use crate::types::{ModuleState, Role};
 use postvault_audit::AuditEntry;
 
@@ -281,6 +281,16 @@ pub enum Request {
         /// The signed provider message (`ProviderCommand::Download`).
         message: ProviderMessage,
     },
+    /// Create Indicium (seed 002, its steps 1 to 12; the user is
+    /// authenticated by the request's MAC under their key): checks the
+    /// request, takes the postage from the DR, signs a version-1 indicium and
+    /// answers with a new challenge, MAC'd under the user's key.
+    CreateIndicium {
+        /// The sealed package (leased).
+        package: SealedPackage,
+        /// The customer's MAC'd request.
+        request: IndiciumRequest,
+    },
     /// Destroys every key; the module is unusable until Reset.
     Zeroize,
     /// Erases everything and returns to Uninitialized.
@@ -524,6 +534,21 @@ pub enum Response {
         /// The module's first challenge to the client.
         challenge: [u8; 16],
         /// HMAC-SHA-256 under the customer's key (`psd::configure_mac`).
+        mac: [u8; 32],
+    },
+    /// Create Indicium: the updated package and the module's answer to the
+    /// client, MAC'd under the user's key (`psd::indicium_response_mac`).
+    IndiciumCreated {
+        /// The updated sealed package.
+        package: SealedPackage,
+        /// The signed version-1 indicium (113 bytes).
+        #[serde(with = "crate::serde_hex::vec")]
+        indicium: Vec<u8>,
+        /// The challenge the request carried.
+        old_challenge: [u8; 16],
+        /// The challenge the next request must carry.
+        new_challenge: [u8; 16],
+        /// HMAC-SHA-256 under the user's key (`psd::indicium_response_mac`).
         mac: [u8; 32],
     },
 }

@@ -612,3 +612,108 @@ pub struct ProviderMessage {
     #[serde(with = "crate::serde_hex::array64")]
     pub signature: [u8; 64],
 }
+
+/// The smallest postage value Create Indicium accepts, mills (seed 002,
+/// step 6: "within the minimum and maximum limits enforced by the module").
+pub const MIN_POSTAGE_MILLS: u64 = 1;
+
+/// The largest postage value Create Indicium accepts: $99.999, in mills
+/// (below 2^24, the indicium's 3-byte postage field).
+pub const MAX_POSTAGE_MILLS: u64 = 99_999;
+
+/// The software ID the module writes into every indicium (field 11).
+pub const SOFTWARE_ID: u16 = 1;
+
+/// Domain separation of the Create Indicium request MAC.
+pub const INDICIUM_REQUEST_LABEL: &[u8] = b"postvault indicium request v1";
+
+/// Domain separation of the Create Indicium response MAC.
+pub const INDICIUM_RESPONSE_LABEL: &[u8] = b"postvault indicium response v1";
+
+/// A customer's Create Indicium request (seed 002, FIG. 5 and the create
+/// indicium steps): the piece to print, the module's last challenge, and an
+/// HMAC-SHA-256 under the user's key ([`indicium_request_mac`]), which
+/// authenticates the user per command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndiciumRequest {
+    /// The meter, as displayed (must be the package's device ID).
+    pub device_id: String,
+    /// The user making the request (a user of the package).
+    pub user_id: String,
+    /// The module's last challenge (`PsdPackage::last_challenge`).
+    pub challenge: [u8; 16],
+    /// Postage value, mills ([`MIN_POSTAGE_MILLS`]..=[`MAX_POSTAGE_MILLS`]).
+    pub postage_mills: u64,
+    /// Date of mailing, the integer YYYYMMDD.
+    pub date: u32,
+    /// Originating ZIP+4 (ZIP5 * 10000 + plus-4); its ZIP5 must be the
+    /// licensing ZIP's.
+    pub origin_zip: u32,
+    /// Destination ZIP+4, 0 when the piece is not addressed.
+    pub destination_zip: u32,
+    /// Mail category, ASCII, space-padded (not `CORR` or `RFND`).
+    pub category: [u8; 4],
+    /// HMAC-SHA-256 under the user's key over [`IndiciumRequest::mac_bytes`].
+    pub mac: [u8; 32],
+}
+
+impl IndiciumRequest {
+    /// The bytes the client MACs: [`INDICIUM_REQUEST_LABEL`] followed by the
+    /// postcard encoding of every field but the MAC, in declaration order.
+    pub fn mac_bytes(&self) -> Vec<u8> {
+        let fields = (
+            &self.device_id,
+            &self.user_id,
+            &self.challenge,
+            self.postage_mills,
+            self.date,
+            self.origin_zip,
+            self.destination_zip,
+            &self.category,
+        );
+        let mut out = INDICIUM_REQUEST_LABEL.to_vec();
+        out.extend_from_slice(
+            &postcard::to_stdvec(&fields).expect("encoding a request into a Vec cannot fail"),
+        );
+        out
+    }
+}
+
+/// Client side of Create Indicium: the request MAC under the user's HMAC
+/// key (set it as [`IndiciumRequest::mac`]).
+pub fn indicium_request_mac(hmac_key: &[u8; 32], req: &IndiciumRequest) -> [u8; 32] {
+    let key = SecretKey32::from_bytes(*hmac_key);
+    hash::hmac_sha256(&key, &[&req.mac_bytes()])
+}
+
+/// The Create Indicium response MAC: HMAC-SHA-256 under the user's key over
+/// [`INDICIUM_RESPONSE_LABEL`] || indicium || old challenge || new
+/// challenge. The client recomputes it to authenticate the module's answer
+/// (seed 002, step 10).
+pub fn indicium_response_mac(
+    hmac_key: &[u8; 32],
+    indicium: &[u8],
+    old_challenge: &[u8; 16],
+    new_challenge: &[u8; 16],
+) -> [u8; 32] {
+    let key = SecretKey32::from_bytes(*hmac_key);
+    indicium_response_mac_with(&key, indicium, old_challenge, new_challenge)
+}
+
+/// [`indicium_response_mac`] with the key already in a [`SecretKey32`].
+pub(crate) fn indicium_response_mac_with(
+    key: &SecretKey32,
+    indicium: &[u8],
+    old_challenge: &[u8; 16],
+    new_challenge: &[u8; 16],
+) -> [u8; 32] {
+    hash::hmac_sha256(
+        key,
+        &[
+            INDICIUM_RESPONSE_LABEL,
+            indicium,
+            old_challenge,
+            new_challenge,
+        ],
+    )
+}

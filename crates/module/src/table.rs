@@ -43,6 +43,11 @@
 //!   the module"); the Provider role by the provider's signature on the
 //!   message (the provider key of the crypto card); Configure PSD is
 //!   "not authenticated", its answer is MAC'd under the key just received.
+//! - Create Indicium is open to every role in Operational state for the
+//!   same reason: the customer is authenticated per command by the
+//!   request's HMAC under their key, which the package holds (seed 002,
+//!   step 5: "this also authenticates the command into the user role"),
+//!   not by a logon to the module.
 //!   The handlers check these authenticators; the table only says who may
 //!   ask.
 use crate::protocol::Request;
@@ -95,6 +100,7 @@ pub enum CommandKind {
     ConfigurePsd,
     AuthorizeCustomer,
     DownloadPostageValue,
+    CreateIndicium,
 }
 
 /// How a command is audited.
@@ -262,6 +268,7 @@ pub const RULES: &[Rule] = &[
     rule(C::ConfigurePsd, &[S::Operational], ANYONE),
     rule(C::AuthorizeCustomer, &[S::Operational], ANYONE),
     rule(C::DownloadPostageValue, &[S::Operational], ANYONE),
+    rule(C::CreateIndicium, &[S::Operational], ANYONE),
 ];
 
 /// True when `kind` may run in `state` for `role`.
@@ -273,7 +280,7 @@ pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
 
 impl CommandKind {
     /// Every command.
-    pub const ALL: [CommandKind; 43] = [
+    pub const ALL: [CommandKind; 44] = [
         C::CloseSession,
         C::GetStatus,
         C::StartInitialization,
@@ -317,6 +324,7 @@ impl CommandKind {
         C::ConfigurePsd,
         C::AuthorizeCustomer,
         C::DownloadPostageValue,
+        C::CreateIndicium,
     ];
 
     /// The command's attributes.
@@ -347,7 +355,8 @@ impl CommandKind {
             | C::AuthorizePsd
             | C::ConfigurePsd
             | C::AuthorizeCustomer
-            | C::DownloadPostageValue => (false, Audit::Entry),
+            | C::DownloadPostageValue
+            | C::CreateIndicium => (false, Audit::Entry),
             C::StartInitialization
             | C::SetClock
             | C::BeginAdmin
@@ -418,6 +427,7 @@ impl CommandKind {
             C::ConfigurePsd => "ConfigurePsd",
             C::AuthorizeCustomer => "AuthorizeCustomer",
             C::DownloadPostageValue => "DownloadPostageValue",
+            C::CreateIndicium => "CreateIndicium",
         }
     }
 }
@@ -469,6 +479,7 @@ impl Request {
             Request::ConfigurePsd { .. } => C::ConfigurePsd,
             Request::AuthorizeCustomer { .. } => C::AuthorizeCustomer,
             Request::DownloadPostageValue { .. } => C::DownloadPostageValue,
+            Request::CreateIndicium { .. } => C::CreateIndicium,
         }
     }
 }

@@ -27,7 +27,8 @@ use postvault_module::module::AuditFault;
 use postvault_module::nvm::NVM_FILE;
 use postvault_module::protocol::{AccountSettings, CryptoCardKeys, EncryptedShare, MksSlot};
 use postvault_module::psd::{
-    DeviceId, HpkeSealed, ProviderBody, ProviderCommand, ProviderMessage, SealedPackage,
+    DeviceId, HpkeSealed, IndiciumRequest, ProviderBody, ProviderCommand, ProviderMessage,
+    SealedPackage,
 };
 use postvault_module::table::{self, Audit, CommandKind};
 use postvault_module::{Module, ModuleClient, ModuleState, Password, Request, Role};
@@ -99,6 +100,9 @@ use crate::common::*;
 ///   CA by the certificate, the provider by its signature, Configure PSD
 ///   not at all), not by logon (table.rs records the choice); the handlers
 ///   check the authenticators (tested in `psd_lifecycle.rs`).
+/// - CreateIndicium: Operational, every role: the customer is authenticated
+///   per command by the request's MAC under their key, held in the package
+///   (seed 002, step 5), not by logon (tested in `psd_indicium.rs`).
 pub const EXPECTED: &str = "
 # command               | Uninit | Initializing | Operational | Administrative | Exporting | Importing | Error
 CloseSession            | *      | *            | *           | *              | *         | *         | *
@@ -144,6 +148,7 @@ AuthorizePsd            | -      | -            | *           | -              |
 ConfigurePsd            | -      | -            | *           | -              | -         | -         | -
 AuthorizeCustomer       | -      | -            | *           | -              | -         | -         | -
 DownloadPostageValue    | -      | -            | *           | -              | -         | -         | -
+CreateIndicium          | -      | -            | *           | -              | -         | -         | -
 ";
 
 /// Combinations no module can be in, with the reason. They are checked
@@ -176,7 +181,7 @@ pub const UNREACHABLE: &[(ModuleState, &[Role], &str)] = &[
     ),
 ];
 
-const TOTAL: usize = 7 * 9 * 43;
+const TOTAL: usize = 7 * 9 * 44;
 
 fn role_code(code: &str) -> Role {
     match code {
@@ -225,7 +230,7 @@ pub fn expected() -> BTreeMap<(String, usize), Vec<Role>> {
             out.insert((cells[0].to_string(), i), roles);
         }
     }
-    assert_eq!(seen.len(), 43, "EXPECTED must have a row for every command");
+    assert_eq!(seen.len(), 44, "EXPECTED must have a row for every command");
     out
 }
 
@@ -245,7 +250,7 @@ fn expect(
 #[test]
 fn table_agrees_with_the_expected_grid_on_every_triple() {
     let grid = expected();
-    assert_eq!(CommandKind::ALL.len(), 43);
+    assert_eq!(CommandKind::ALL.len(), 44);
     let mut differences = Vec::new();
     let mut checked = 0;
     for state in ModuleState::ALL {
@@ -343,6 +348,20 @@ fn bogus_package() -> SealedPackage {
         mks_id: [7; 16],
         mks_generation: 1,
         sealed: vec![0; 60],
+    }
+}
+
+fn bogus_indicium_request() -> IndiciumRequest {
+    IndiciumRequest {
+        device_id: "0042-0001-00000017".into(),
+        user_id: "nobody".into(),
+        challenge: [0; 16],
+        postage_mills: 1,
+        date: 20_261_123,
+        origin_zip: 100_010_001,
+        destination_zip: 0,
+        category: *b"FC  ",
+        mac: [0; 32],
     }
 }
 
@@ -491,6 +510,10 @@ pub fn harmless(kind: CommandKind) -> Request {
                 amount_mills: 1,
                 control_total_mills: 0,
             }),
+        },
+        CommandKind::CreateIndicium => Request::CreateIndicium {
+            package: bogus_package(),
+            request: bogus_indicium_request(),
         },
     };
     assert_eq!(req.kind(), kind);

@@ -25,20 +25,20 @@ use zeroize::Zeroizing;
 
 use crate::common::*;
 
-const DEVICE: DeviceId = DeviceId {
+pub(crate) const DEVICE: DeviceId = DeviceId {
     vendor: 42,
     model: 1,
     serial: 17,
 };
-const OTHER_DEVICE: DeviceId = DeviceId {
+pub(crate) const OTHER_DEVICE: DeviceId = DeviceId {
     vendor: 42,
     model: 1,
     serial: 18,
 };
-const HMAC_KEY: [u8; 32] = [0x5a; 32];
-const USER: &str = "alice";
-const PASSWORD: &str = "alice-correct-horse-battery";
-const ZIP: u32 = 100_010_001;
+pub(crate) const HMAC_KEY: [u8; 32] = [0x5a; 32];
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "alice-correct-horse-battery";
+pub(crate) const ZIP: u32 = 100_010_001;
 
 /// Runs /usr/bin/openssl in `dir`.
 fn openssl(dir: &Path, args: &[&str]) {
@@ -139,30 +139,30 @@ fn validity(der: &[u8]) -> (i64, i64) {
     )
 }
 
-fn rng() -> Rng {
+pub(crate) fn rng() -> Rng {
     Rng::new(Faults::default())
 }
 
 /// A master module with a crypto card (CA certificate and provider key) and
 /// one raw PSD package.
-struct Meter {
-    f: Fixture,
-    _m: Arc<Mutex<Module>>,
-    c: ModuleClient,
-    pki: tempfile::TempDir,
-    provider: EcdsaP256KeyPair,
-    registration: Vec<u8>,
-    package: SealedPackage,
-    public_key: Vec<u8>,
-    seq: u64,
+pub(crate) struct Meter {
+    pub(crate) f: Fixture,
+    pub(crate) _m: Arc<Mutex<Module>>,
+    pub(crate) c: ModuleClient,
+    pub(crate) pki: tempfile::TempDir,
+    pub(crate) provider: EcdsaP256KeyPair,
+    pub(crate) registration: Vec<u8>,
+    pub(crate) package: SealedPackage,
+    pub(crate) public_key: Vec<u8>,
+    pub(crate) seq: u64,
 }
 
 impl Meter {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_ca(true)
     }
 
-    fn with_ca(load_ca: bool) -> Self {
+    pub(crate) fn with_ca(load_ca: bool) -> Self {
         let f = Fixture::new();
         let m = f.open();
         let mut c = client(&m);
@@ -205,7 +205,7 @@ impl Meter {
     }
 
     /// A certificate for this PSD's key, issued by the test CA.
-    fn good_cert(&self) -> Vec<u8> {
+    pub(crate) fn good_cert(&self) -> Vec<u8> {
         make_psd_cert(
             self.pki.path(),
             "ca",
@@ -217,18 +217,18 @@ impl Meter {
     }
 
     /// Sets the module's clock to `t`.
-    fn set_time(&mut self, t: i64) {
+    pub(crate) fn set_time(&mut self, t: i64) {
         let now = status(&mut self.c).time;
         self.f.clock.advance(t - now);
         assert_eq!(status(&mut self.c).time, t);
     }
 
     /// Sets the module time inside `cert`'s validity.
-    fn time_for(&mut self, cert: &[u8]) {
+    pub(crate) fn time_for(&mut self, cert: &[u8]) {
         self.set_time(validity(cert).0 + 60);
     }
 
-    fn updated(&mut self, req: Request, state: PsdState) {
+    pub(crate) fn updated(&mut self, req: Request, state: PsdState) {
         match ok(&mut self.c, req) {
             Response::PsdUpdated { package, state: s } => {
                 assert_eq!(s, state);
@@ -239,7 +239,7 @@ impl Meter {
         }
     }
 
-    fn retrieve_state(&mut self, package: &SealedPackage) -> PsdState {
+    pub(crate) fn retrieve_state(&mut self, package: &SealedPackage) -> PsdState {
         match ok(
             &mut self.c,
             Request::RetrievePsdPublicKey {
@@ -252,7 +252,7 @@ impl Meter {
     }
 
     /// Raw -> unleased with a good certificate.
-    fn authorize_psd(&mut self) {
+    pub(crate) fn authorize_psd(&mut self) {
         let cert = self.good_cert();
         self.time_for(&cert);
         let req = Request::AuthorizePsd {
@@ -262,7 +262,12 @@ impl Meter {
         self.updated(req, PsdState::Unleased);
     }
 
-    fn secrets_for(&self, device: DeviceId, recipient: &[u8], password: &str) -> HpkeSealed {
+    pub(crate) fn secrets_for(
+        &self,
+        device: DeviceId,
+        recipient: &[u8],
+        password: &str,
+    ) -> HpkeSealed {
         psd::seal_customer_secrets(
             &mut rng(),
             recipient,
@@ -276,7 +281,7 @@ impl Meter {
         .unwrap()
     }
 
-    fn configure_request(&self, secrets: HpkeSealed) -> Request {
+    pub(crate) fn configure_request(&self, secrets: HpkeSealed) -> Request {
         Request::ConfigurePsd {
             package: self.package.clone(),
             secrets,
@@ -284,7 +289,7 @@ impl Meter {
     }
 
     /// Unleased -> assigned; checks the module's MAC.
-    fn configure(&mut self) {
+    pub(crate) fn configure(&mut self) {
         let secrets = self.secrets_for(DEVICE, &self.registration.clone(), PASSWORD);
         let req = self.configure_request(secrets);
         match ok(&mut self.c, req) {
@@ -307,7 +312,7 @@ impl Meter {
     }
 
     /// The next provider message, signed by the provider key.
-    fn signed(&mut self, command: ProviderCommand) -> ProviderMessage {
+    pub(crate) fn signed(&mut self, command: ProviderCommand) -> ProviderMessage {
         self.seq += 1;
         let body = ProviderBody {
             device_id: DEVICE.to_string(),
@@ -318,7 +323,7 @@ impl Meter {
         ProviderMessage { body, signature }
     }
 
-    fn authorize_customer_request(&mut self, max_descending_mills: u64) -> Request {
+    pub(crate) fn authorize_customer_request(&mut self, max_descending_mills: u64) -> Request {
         let message = self.signed(ProviderCommand::AuthorizeCustomer {
             licensing_zip: ZIP,
             max_descending_mills,
@@ -330,12 +335,16 @@ impl Meter {
     }
 
     /// Assigned -> leased, max DR $500.00.
-    fn authorize_customer(&mut self) {
+    pub(crate) fn authorize_customer(&mut self) {
         let req = self.authorize_customer_request(psd::MAX_DESCENDING_CAP);
         self.updated(req, PsdState::Leased);
     }
 
-    fn download_request(&mut self, amount_mills: u64, control_total_mills: u64) -> Request {
+    pub(crate) fn download_request(
+        &mut self,
+        amount_mills: u64,
+        control_total_mills: u64,
+    ) -> Request {
         let message = self.signed(ProviderCommand::Download {
             amount_mills,
             control_total_mills,
@@ -346,13 +355,13 @@ impl Meter {
         }
     }
 
-    fn download(&mut self, amount: u64, control_total: u64) {
+    pub(crate) fn download(&mut self, amount: u64, control_total: u64) {
         let req = self.download_request(amount, control_total);
         self.updated(req, PsdState::Leased);
     }
 
     /// A leased meter.
-    fn leased() -> Self {
+    pub(crate) fn leased() -> Self {
         let mut m = Self::new();
         m.authorize_psd();
         m.configure();
@@ -362,7 +371,7 @@ impl Meter {
 
     /// The NVM image without its audit chain state (which every audited
     /// command, refusals included, advances).
-    fn nvm_without_audit(&self) -> Vec<u8> {
+    pub(crate) fn nvm_without_audit(&self) -> Vec<u8> {
         let seal = open_provider(
             &SealConfig::File {
                 key_path: self.f.path().join("seal.key"),
@@ -381,7 +390,7 @@ impl Meter {
     /// Sends a request that must be refused; checks that it changed nothing
     /// but the refusal's own audit entry, and returns the error.
     #[track_caller]
-    fn refused(&mut self, req: Request) -> ModuleError {
+    pub(crate) fn refused(&mut self, req: Request) -> ModuleError {
         let nvm = self.nvm_without_audit();
         let log_len = audit_log(&self.f).len();
         let kind = req.kind();
@@ -397,7 +406,7 @@ impl Meter {
 }
 
 #[track_caller]
-fn assert_rejected(e: &ModuleError, needle: &str) {
+pub(crate) fn assert_rejected(e: &ModuleError, needle: &str) {
     assert!(
         matches!(e, ModuleError::Rejected(m) if m.contains(needle)),
         "expected Rejected({needle:?}), got {e:?}"
@@ -405,7 +414,7 @@ fn assert_rejected(e: &ModuleError, needle: &str) {
 }
 
 #[track_caller]
-fn assert_invalid(e: &ModuleError, needle: &str) {
+pub(crate) fn assert_invalid(e: &ModuleError, needle: &str) {
     assert!(
         matches!(e, ModuleError::Invalid(m) if m.contains(needle)),
         "expected Invalid({needle:?}), got {e:?}"
@@ -648,7 +657,7 @@ fn customer_secrets_never_show_in_debug() {
 }
 
 /// An assigned meter (for the Authorize Customer refusals).
-fn assigned() -> Meter {
+pub(crate) fn assigned() -> Meter {
     let mut m = Meter::new();
     m.authorize_psd();
     m.configure();

@@ -348,6 +348,20 @@ fn request(kind: CommandKind) -> Request {
                 control_total_mills: 0,
             }),
         },
+        C::CreateIndicium => Request::CreateIndicium {
+            package: package(),
+            request: postvault_module::psd::IndiciumRequest {
+                device_id: "0042-0001-00000017".into(),
+                user_id: "nobody".into(),
+                challenge: [0; 16],
+                postage_mills: 1,
+                date: 20_261_123,
+                origin_zip: 100_010_001,
+                destination_zip: 0,
+                category: *b"FC  ",
+                mac: [0; 32],
+            },
+        },
     }
 }
 
