@@ -1811,7 +1811,8 @@ impl Module {
                 "the provider message is not an Authorize Customer command".into(),
             ));
         };
-        if licensing_zip > 999_999_999 || licensing_zip / 10_000 == 0 {
+        let zip = postvault_indicium::Zip4::from_u32(licensing_zip).ok();
+        if zip.is_none_or(|z| z.zip5() == 0) {
             return Err(ModuleError::Invalid(format!(
                 "licensing ZIP {licensing_zip} is not ZIP5 * 10000 + plus-4 with a ZIP5 of 00001 to 99999"
             )));
