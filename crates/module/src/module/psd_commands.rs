@@ -1,0 +1,711 @@
+//! The PSD (meter) commands of the module (seed 002: PSD packages, the
+//! PSD lifecycle, create indicium). They run behind the same access gate and
+//! command path as every other command (`Module::execute`); this file only
+//! holds their handlers, which `dispatch` calls.
+use super::*;
+
+impl Module {
+    /// Initialize PSD (seed 002): a new package in raw state.
+    pub(super) fn cmd_initialize_psd(&mut self, device: &DeviceId) -> Result<Outcome, ModuleError> {
+        device.validate()?;
+        let identity = device.identity();
+        let signing = EcdsaP256KeyPair::generate(&self.faults)?;
+        let public_key = signing.public_key().to_vec();
+        let kek = self.generate_key(KeyType::Aes256)?;
+        let mks = self
+            .nvm
+            .mks_active
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
+        let signing_key = mks.wrap(
+            &mut self.rng,
+            KeyType::EcdsaP256,
+            KeyUsage::IndiciumSigning,
+            None,
+            false,
+            &identity,
+            signing.to_pkcs8().expose_secret(),
+        )?;
+        let kek = mks.wrap(
+            &mut self.rng,
+            KeyType::Aes256,
+            KeyUsage::KeyEncrypting,
+            None,
+            false,
+            &identity,
+            kek.expose_secret(),
+        )?;
+        let package = PsdPackage {
+            version: psd::PACKAGE_VERSION,
+            device: *device,
+            state: PsdState::Raw,
+            ascending: 0,
+            descending: 0,
+            control_total: 0,
+            max_descending: psd::DEFAULT_MAX_DESCENDING_MILLS,
+            certificate_serial: None,
+            certificate: None,
+            licensing_zip: None,
+            signing_key,
+            kek,
+            users: Vec::new(),
+            last_transaction: None,
+            last_challenge: None,
+            key_expiry: None,
+            password_history: Vec::new(),
+            piece_count: 0,
+            last_provider_sequence: 0,
+        };
+        let sealed = package.seal(mks, &mut self.rng)?;
+        let device_id = device.to_string();
+        let kcv = key_check_value(&public_key);
+        Ok(Outcome::new(Response::PsdInitialized {
+            package: sealed,
+            public_key,
+            device_id: device_id.clone(),
+        })
+        .with("device", device_id)
+        .with("public_key_kcv", kcv))
+    }
+
+    /// Opens a sealed package for `kind`: authentic, under the active MKS,
+    /// and in a PSD state `psd::PSD_RULES` allows for `kind`.
+    fn open_package(
+        &self,
+        kind: PsdCommandKind,
+        sealed: &SealedPackage,
+    ) -> Result<PsdPackage, ModuleError> {
+        let package = PsdPackage::open(
+            sealed,
+            self.nvm.mks_active.as_ref(),
+            self.nvm.mks_dormant.as_ref(),
+        )?;
+        psd::check_psd_allowed(kind, package.state)?;
+        Ok(package)
+    }
+
+    /// Retrieve PSD Public Key (seed 001: a No-Role service).
+    pub(super) fn cmd_retrieve_psd_public_key(
+        &self,
+        sealed: &SealedPackage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let package = self.open_package(PsdCommandKind::RetrievePsdPublicKey, sealed)?;
+        let public_key = self.package_public_key(&package, now)?.to_vec();
+        Ok(Outcome::new(Response::PsdPublicKey(PsdPublicKey {
+            device_id: package.device.to_string(),
+            state: package.state,
+            public_key,
+            certificate_serial: package.certificate_serial,
+        })))
+    }
+
+    /// The package's indicium public key, from its signing key token.
+    fn package_public_key(
+        &self,
+        package: &PsdPackage,
+        now: i64,
+    ) -> Result<[u8; ecdsa::PUBLIC_KEY_LEN], ModuleError> {
+        Ok(self.package_signing_key(package, now)?.public_key())
+    }
+
+    /// The package's indicium key pair, from its signing key token.
+    fn package_signing_key(
+        &self,
+        package: &PsdPackage,
+        now: i64,
+    ) -> Result<EcdsaP256KeyPair, ModuleError> {
+        let token = &package.signing_key;
+        if token.key_type != KeyType::EcdsaP256
+            || token.usage != KeyUsage::IndiciumSigning
+            || token.identity != package.device.identity()
+        {
+            return Err(ModuleError::Rejected(format!(
+                "PSD package for {} holds a signing key token that is not its indicium key",
+                package.device
+            )));
+        }
+        let key = self.active_mks()?.unwrap(token, now)?;
+        Ok(EcdsaP256KeyPair::from_pkcs8(&key)?)
+    }
+
+    /// The package's key-encrypting key (EDEK_psd), from its token.
+    fn package_kek(&self, package: &PsdPackage, now: i64) -> Result<SecretKey32, ModuleError> {
+        let token = &package.kek;
+        if token.key_type != KeyType::Aes256
+            || token.usage != KeyUsage::KeyEncrypting
+            || token.identity != package.device.identity()
+        {
+            return Err(ModuleError::Rejected(format!(
+                "PSD package for {} holds a KEK token that is not its own",
+                package.device
+            )));
+        }
+        let key = self.active_mks()?.unwrap(token, now)?;
+        Ok(SecretKey32::from_slice(key.expose_secret())?)
+    }
+
+    /// Seals an updated package under the active MKS (the register
+    /// invariant is checked first).
+    fn seal_package(&mut self, package: &PsdPackage) -> Result<SealedPackage, ModuleError> {
+        let mks = self
+            .nvm
+            .mks_active
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
+        package.seal(mks, &mut self.rng)
+    }
+
+    /// Authorize PSD (seed 002; the Certificate Authority role, authenticated
+    /// by the certificate): the PSD certificate must be signed by the CA
+    /// certificate in the crypto card, be valid now, and name the package's
+    /// public key and device ID. Raw -> unleased.
+    pub(super) fn cmd_authorize_psd(
+        &mut self,
+        sealed: &SealedPackage,
+        certificate_der: &[u8],
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package = self.open_package(PsdCommandKind::AuthorizePsd, sealed)?;
+        let ca_der = self
+            .nvm
+            .crypto_card
+            .as_ref()
+            .and_then(|c| c.ca_certificate.clone())
+            .ok_or_else(|| {
+                ModuleError::KeyState(
+                    "this module holds no CA certificate; run Initialize Crypto-Card with --ca-cert"
+                        .into(),
+                )
+            })?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).map_err(|_| {
+            ModuleError::KeyState("the CA certificate in the crypto card does not parse".into())
+        })?;
+        let (rest, cert) = x509_parser::parse_x509_certificate(certificate_der).map_err(|e| {
+            ModuleError::Invalid(format!(
+                "the PSD certificate is not a DER X.509 certificate: {e}"
+            ))
+        })?;
+        if !rest.is_empty() {
+            return Err(ModuleError::Invalid(
+                "the PSD certificate has trailing bytes".into(),
+            ));
+        }
+        // 1. Signed by the CA (ECDSA P-256 with SHA-256 only).
+        if cert.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA256
+            || cert.tbs_certificate.signature.algorithm != OID_SIG_ECDSA_WITH_SHA256
+        {
+            return Err(ModuleError::Invalid(
+                "the PSD certificate is not signed with ecdsa-with-SHA256 (the only algorithm accepted)"
+                    .into(),
+            ));
+        }
+        let ca_key = p256_key(ca.public_key(), "the CA certificate's")?;
+        if !ecdsa::verify_der(
+            ca_key,
+            cert.tbs_certificate.as_ref(),
+            &cert.signature_value.data,
+        ) {
+            return Err(ModuleError::Rejected(
+                "the PSD certificate's signature does not verify with the CA certificate's key (issued by another CA, or altered)"
+                    .into(),
+            ));
+        }
+        // 2. Issued by the CA.
+        if cert.issuer().as_raw() != ca.subject().as_raw() {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate's issuer ({}) is not the CA certificate's subject ({})",
+                cert.issuer(),
+                ca.subject()
+            )));
+        }
+        // 3. Valid now (module time).
+        let (not_before, not_after) = (
+            cert.validity().not_before.timestamp(),
+            cert.validity().not_after.timestamp(),
+        );
+        if now < not_before {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate is not valid yet: not before {not_before}, module time {now} (Unix seconds)"
+            )));
+        }
+        if now >= not_after {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate has expired: not after {not_after}, module time {now} (Unix seconds)"
+            )));
+        }
+        if cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca)
+        {
+            return Err(ModuleError::Invalid(
+                "the PSD certificate is a CA certificate (basicConstraints cA is set)".into(),
+            ));
+        }
+        // 4. It certifies this package's indicium key.
+        let cert_key = p256_key(cert.public_key(), "the PSD certificate's")?;
+        let psd_key = self.package_public_key(&package, now)?;
+        if cert_key != psd_key.as_slice() {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate certifies another key, not the indicium key of {}",
+                package.device
+            )));
+        }
+        // 5. It names this device.
+        let mut cns = cert.subject().iter_common_name();
+        let cn = match (cns.next(), cns.next()) {
+            (Some(cn), None) => cn.as_str().map_err(|_| {
+                ModuleError::Invalid("the PSD certificate's subject CN is not a string".into())
+            })?,
+            _ => {
+                return Err(ModuleError::Invalid(
+                    "the PSD certificate's subject must have exactly one CN, the device ID".into(),
+                ));
+            }
+        };
+        if cn.parse::<DeviceId>().ok() != Some(package.device) {
+            return Err(ModuleError::Rejected(format!(
+                "the PSD certificate names device {cn:?}, but the package is {}",
+                package.device
+            )));
+        }
+        let raw = cert.raw_serial();
+        let mut low = [0u8; 4];
+        let take = raw.len().min(4);
+        low[4 - take..].copy_from_slice(&raw[raw.len() - take..]);
+        let serial = u32::from_be_bytes(low);
+        package.certificate = Some(certificate_der.to_vec());
+        package.certificate_serial = Some(serial);
+        package.state = PsdState::Unleased;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdUpdated {
+            package: out,
+            state: package.state,
+        })
+        .with("device", package.device.to_string())
+        .with("certificate_serial", serial.to_string())
+        .with(
+            "certificate_sha256",
+            hex::encode(hash::sha256(&[certificate_der])),
+        )
+        .with("state", package.state.to_string()))
+    }
+
+    /// Configure PSD (seed 002): assigns the customer; their secrets arrive
+    /// HPKE-sealed to the registration key; the answer is MAC'd under the
+    /// customer's new key. Unleased -> assigned.
+    pub(super) fn cmd_configure_psd(
+        &mut self,
+        sealed: &SealedPackage,
+        secrets: &HpkeSealed,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package = self.open_package(PsdCommandKind::ConfigurePsd, sealed)?;
+        let card = self.nvm.crypto_card.as_ref().ok_or_else(|| {
+            ModuleError::KeyState(
+                "this module has no crypto card; run Initialize Crypto-Card first".into(),
+            )
+        })?;
+        let registration =
+            HpkeKeyPair::from_secret(&SecretKey32::from_bytes(*card.decryption_key))?;
+        let device_id = package.device.to_string();
+        let plain = registration
+            .open(
+                &secrets.enc,
+                psd::CUSTOMER_SECRETS_INFO,
+                device_id.as_bytes(),
+                &secrets.ciphertext,
+            )
+            .map_err(|_| {
+                ModuleError::Rejected(format!(
+                    "customer secrets do not open with this deployment's registration key (sealed to another key, for another meter than {device_id}, or altered)"
+                ))
+            })?;
+        let customer: psd::CustomerSecrets = postcard::from_bytes(plain.expose_secret())
+            .map_err(|_| ModuleError::Invalid("the customer secrets do not decode".into()))?;
+        access::check_user_id(&customer.user_id)?;
+        let password = Password::new(customer.password.as_str());
+        access::check_password_strength(&password)?;
+        let password_hash = password::hash_password(
+            &mut self.rng,
+            password.expose_secret().as_bytes(),
+            self.argon2,
+        )?;
+        let kek = self.package_kek(&package, now)?;
+        let hmac_key_sealed = postvault_crypto::aead::seal(
+            &mut self.rng,
+            &kek,
+            &psd::user_key_aad(&package.device, &customer.user_id),
+            customer.hmac_key.as_slice(),
+        )?;
+        let challenge: [u8; 16] = self.rng.array()?;
+        let mac = psd::configure_mac(
+            &customer.hmac_key,
+            &package.device,
+            &customer.user_id,
+            &challenge,
+        );
+        package.users = vec![PsdUser {
+            user_id: customer.user_id.clone(),
+            role: Role::Customer,
+            hmac_key_sealed,
+            password_hash: password_hash.clone(),
+        }];
+        package.password_history = vec![password_hash];
+        package.last_challenge = Some(challenge);
+        package.state = PsdState::Assigned;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdConfigured {
+            package: out,
+            challenge,
+            mac,
+        })
+        .with("device", device_id)
+        .with("user", customer.user_id.clone())
+        .with("state", package.state.to_string()))
+    }
+
+    /// Opens a package for a provider-signed command and authenticates the
+    /// message: the provider's signature (crypto card key), the meter, and
+    /// a sequence number above the last one applied (no replay).
+    fn open_provider_command(
+        &self,
+        kind: PsdCommandKind,
+        sealed: &SealedPackage,
+        message: &ProviderMessage,
+    ) -> Result<PsdPackage, ModuleError> {
+        let package = self.open_package(kind, sealed)?;
+        let provider = self
+            .nvm
+            .crypto_card
+            .as_ref()
+            .and_then(|c| c.provider_public_key.as_deref())
+            .ok_or_else(|| {
+                ModuleError::KeyState(
+                    "this module holds no provider public key; run Initialize Crypto-Card with the provider key"
+                        .into(),
+                )
+            })?;
+        if !ecdsa::verify(provider, &message.body.signing_bytes(), &message.signature) {
+            return Err(ModuleError::Rejected(
+                "the provider signature on the message does not verify".into(),
+            ));
+        }
+        let device_id = package.device.to_string();
+        if message.body.device_id != device_id {
+            return Err(ModuleError::Rejected(format!(
+                "the provider message is for device {:?}, but the package is {device_id}",
+                message.body.device_id
+            )));
+        }
+        if message.body.sequence <= package.last_provider_sequence {
+            return Err(ModuleError::Rejected(format!(
+                "replayed provider message: sequence {} is not above the last one applied to {device_id} ({})",
+                message.body.sequence, package.last_provider_sequence
+            )));
+        }
+        Ok(package)
+    }
+
+    /// Authorize Customer (seed 002; provider-signed): licensing ZIP and
+    /// maximum descending register. Assigned -> leased.
+    pub(super) fn cmd_authorize_customer(
+        &mut self,
+        sealed: &SealedPackage,
+        message: &ProviderMessage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package =
+            self.open_provider_command(PsdCommandKind::AuthorizeCustomer, sealed, message)?;
+        let ProviderCommand::AuthorizeCustomer {
+            licensing_zip,
+            max_descending_mills,
+        } = message.body.command
+        else {
+            return Err(ModuleError::Invalid(
+                "the provider message is not an Authorize Customer command".into(),
+            ));
+        };
+        let zip = postvault_indicium::Zip4::from_u32(licensing_zip).ok();
+        if zip.is_none_or(|z| z.zip5() == 0) {
+            return Err(ModuleError::Invalid(format!(
+                "licensing ZIP {licensing_zip} is not ZIP5 * 10000 + plus-4 with a ZIP5 of 00001 to 99999"
+            )));
+        }
+        if max_descending_mills == 0 || max_descending_mills > psd::MAX_DESCENDING_CAP {
+            return Err(ModuleError::Invalid(format!(
+                "maximum descending register {max_descending_mills} mills is outside 1 to {} mills",
+                psd::MAX_DESCENDING_CAP
+            )));
+        }
+        package.licensing_zip = Some(licensing_zip);
+        package.max_descending = max_descending_mills;
+        package.last_provider_sequence = message.body.sequence;
+        package.state = PsdState::Leased;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdUpdated {
+            package: out,
+            state: package.state,
+        })
+        .with("device", package.device.to_string())
+        .with("licensing_zip", format!("{licensing_zip:09}"))
+        .with("max_descending_mills", max_descending_mills.to_string())
+        .with("sequence", message.body.sequence.to_string())
+        .with("state", package.state.to_string()))
+    }
+
+    /// Download Postage Value (seed 002, its steps 1 to 9; provider-signed).
+    pub(super) fn cmd_download(
+        &mut self,
+        sealed: &SealedPackage,
+        message: &ProviderMessage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let mut package =
+            self.open_provider_command(PsdCommandKind::DownloadPostageValue, sealed, message)?;
+        let ProviderCommand::Download {
+            amount_mills,
+            control_total_mills,
+        } = message.body.command
+        else {
+            return Err(ModuleError::Invalid(
+                "the provider message is not a Download Postage Value command".into(),
+            ));
+        };
+        package.check_registers()?;
+        let meter_total = package.control_total;
+        if control_total_mills != meter_total {
+            return Err(ModuleError::Rejected(format!(
+                "control total mismatch: the provider's books say {control_total_mills} mills, the meter says {meter_total} mills"
+            )));
+        }
+        if amount_mills == 0 {
+            return Err(ModuleError::Invalid(
+                "a download must be of more than 0 mills".into(),
+            ));
+        }
+        let descending = package
+            .descending
+            .checked_add(amount_mills)
+            .filter(|dr| *dr <= package.max_descending)
+            .ok_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "downloading {amount_mills} mills would take the descending register from {} over its maximum of {} mills",
+                    package.descending, package.max_descending
+                ))
+            })?;
+        let control_total = meter_total
+            .checked_add(amount_mills)
+            .filter(|t| *t < psd::AR_LIMIT)
+            .ok_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "downloading {amount_mills} mills would let the ascending register reach its limit of {} mills",
+                    psd::AR_LIMIT
+                ))
+            })?;
+        package.descending = descending;
+        package.control_total = control_total;
+        package.last_provider_sequence = message.body.sequence;
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        Ok(Outcome::new(Response::PsdUpdated {
+            package: out,
+            state: package.state,
+        })
+        .with("device", package.device.to_string())
+        .with("amount_mills", amount_mills.to_string())
+        .with("descending_mills", descending.to_string())
+        .with("control_total_mills", control_total.to_string())
+        .with("sequence", message.body.sequence.to_string()))
+    }
+
+    /// Create Indicium (seed 002, its steps 1 to 12). The checks run in the
+    /// seed's order, each with its own error, and a refusal changes nothing:
+    /// package authentic and leased, meter number, user, client challenge,
+    /// client MAC under that user's key, postage within the module's limits
+    /// (and the piece's other fields valid), DR sufficient. Then DR -= value
+    /// and AR += value, piece counter + 1, the version-1 indicium is signed,
+    /// and the answer carries the old challenge and a new one, MAC'd with
+    /// the user's key.
+    pub(super) fn cmd_create_indicium(
+        &mut self,
+        sealed: &SealedPackage,
+        req: &IndiciumRequest,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        use postvault_indicium::{Indicium, MailCategory, MailingDate, Zip4};
+        // Steps 1 and 2: the package is authentic and leased.
+        let mut package = self.open_package(PsdCommandKind::CreateIndicium, sealed)?;
+        let device_id = package.device.to_string();
+        // Step 3: the meter number.
+        if req.device_id != device_id {
+            return Err(ModuleError::Rejected(format!(
+                "the indicium request is for device {:?}, but the package is {device_id}",
+                req.device_id
+            )));
+        }
+        let user = package
+            .users
+            .iter()
+            .find(|u| u.user_id == req.user_id)
+            .ok_or_else(|| {
+                ModuleError::Rejected(format!(
+                    "user {:?} is not a user of meter {device_id}",
+                    req.user_id
+                ))
+            })?;
+        // Step 4: the challenge (FIG. 5's chain).
+        let old_challenge = match package.last_challenge {
+            Some(c) if hash::ct_eq(&c, &req.challenge) => c,
+            _ => {
+                return Err(ModuleError::Rejected(
+                    "stale or replayed request: challenge does not match".into(),
+                ));
+            }
+        };
+        // Step 5: the user's key, and the request MAC under it.
+        let kek = self.package_kek(&package, now)?;
+        let hmac_key = postvault_crypto::aead::open(
+            &kek,
+            &psd::user_key_aad(&package.device, &user.user_id),
+            &user.hmac_key_sealed,
+        )
+        .map_err(|_| {
+            ModuleError::Rejected(format!(
+                "the HMAC key of user {:?} in the package for {device_id} does not open",
+                user.user_id
+            ))
+        })?;
+        let hmac_key = SecretKey32::from_slice(hmac_key.expose_secret())?;
+        if !hash::hmac_sha256_verify(&hmac_key, &[&req.mac_bytes()], &req.mac) {
+            return Err(ModuleError::Rejected("request MAC does not verify".into()));
+        }
+        // Step 6: the value within the module's limits; the piece's fields.
+        let postage = req.postage_mills;
+        if !(psd::MIN_POSTAGE_MILLS..=psd::MAX_POSTAGE_MILLS).contains(&postage) {
+            return Err(ModuleError::Invalid(format!(
+                "postage {postage} mills is outside the module's limits of {} to {} mills",
+                psd::MIN_POSTAGE_MILLS,
+                psd::MAX_POSTAGE_MILLS
+            )));
+        }
+        let date = MailingDate::from_u32(req.date)
+            .map_err(|e| ModuleError::Invalid(format!("date of mailing {}: {e}", req.date)))?;
+        let origin = Zip4::from_u32(req.origin_zip).map_err(|e| {
+            ModuleError::Invalid(format!("originating ZIP+4 {}: {e}", req.origin_zip))
+        })?;
+        let destination = Zip4::from_u32(req.destination_zip).map_err(|e| {
+            ModuleError::Invalid(format!("destination ZIP+4 {}: {e}", req.destination_zip))
+        })?;
+        let category = MailCategory::from_bytes(req.category)
+            .map_err(|e| ModuleError::Invalid(format!("mail category: {e}")))?;
+        if category == MailCategory::CORRECTION || category == MailCategory::REFUND {
+            return Err(ModuleError::Invalid(format!(
+                "mail category {category} is for correction and refund indicia, not Create Indicium"
+            )));
+        }
+        let licensing_zip = package.licensing_zip.ok_or_else(|| {
+            ModuleError::Internal(format!("leased PSD {device_id} has no licensing ZIP"))
+        })?;
+        if origin.zip5() != licensing_zip / 10_000 {
+            return Err(ModuleError::Invalid(format!(
+                "originating ZIP {} is not the meter's licensing ZIP {:05}",
+                origin.zip5(),
+                licensing_zip / 10_000
+            )));
+        }
+        // Step 7: the DR is sufficient.
+        package.check_registers()?;
+        if package.descending < postage {
+            return Err(ModuleError::Rejected(format!(
+                "insufficient postage: DR is {} mills, the piece needs {postage} mills",
+                package.descending
+            )));
+        }
+        let certificate_serial = package.certificate_serial.ok_or_else(|| {
+            ModuleError::Internal(format!("leased PSD {device_id} has no certificate serial"))
+        })?;
+        // Step 8: the registers.
+        package.descending -= postage;
+        package.ascending = package.control_total - package.descending;
+        package.piece_count = package.piece_count.checked_add(1).ok_or_else(|| {
+            ModuleError::Internal(format!("PSD {device_id}: piece counter overflow"))
+        })?;
+        package.check_registers()?;
+        let descending_register = u32::try_from(package.descending).map_err(|_| {
+            ModuleError::Internal(format!(
+                "PSD {device_id}: DR {} mills does not fit the indicium",
+                package.descending
+            ))
+        })?;
+        // Step 9: the indicium, signed with the PSD's key.
+        let mut indicium = Indicium {
+            certificate_serial,
+            device: package.device.into(),
+            ascending_register: package.ascending,
+            postage: postage as u32,
+            date,
+            origin,
+            software_id: psd::SOFTWARE_ID,
+            destination,
+            piece_counter: package.piece_count,
+            descending_register,
+            category,
+            signature: [0; postvault_indicium::SIGNATURE_LEN],
+        };
+        let payload = indicium
+            .payload()
+            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?;
+        indicium.signature = self.package_signing_key(&package, now)?.sign(&payload)?;
+        let bytes = indicium
+            .to_bytes()
+            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?
+            .to_vec();
+        // Step 10: the answer, with a new challenge, MAC'd with the user's key.
+        let new_challenge: [u8; 16] = self.rng.array()?;
+        let mac =
+            psd::indicium_response_mac_with(&hmac_key, &bytes, &old_challenge, &new_challenge);
+        // Step 11: the package.
+        package.last_challenge = Some(new_challenge);
+        package.last_transaction = Some(now);
+        let out = self.seal_package(&package)?;
+        // Step 12: the audit entry (written by the caller).
+        Ok(Outcome::new(Response::IndiciumCreated {
+            package: out,
+            indicium: bytes,
+            old_challenge,
+            new_challenge,
+            mac,
+        })
+        .with("device", device_id)
+        .with("user", req.user_id.clone())
+        .with("postage_mills", postage.to_string())
+        .with("ascending_mills", package.ascending.to_string())
+        .with("descending_mills", package.descending.to_string())
+        .with("piece", package.piece_count.to_string())
+        .with("category", category.to_string()))
+    }
+}
+
+/// The uncompressed point of an ECDSA P-256 SubjectPublicKeyInfo.
+fn p256_key<'a>(spki: &'a SubjectPublicKeyInfo<'_>, whose: &str) -> Result<&'a [u8], ModuleError> {
+    let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            == Some(OID_EC_P256);
+    let key: &[u8] = &spki.subject_public_key.data;
+    if !is_p256 || key.len() != ecdsa::PUBLIC_KEY_LEN || key[0] != 0x04 {
+        return Err(ModuleError::Invalid(format!(
+            "{whose} public key is not an uncompressed ECDSA P-256 key"
+        )));
+    }
+    Ok(key)
+}
