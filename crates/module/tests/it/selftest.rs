@@ -2,10 +2,7 @@
 //! says which; pairwise and continuous test failures stop the operation that
 //! hit them; Zeroize destroys every key until Reset.
 use postvault_crypto::{Faults, TestName};
-use postvault_module::keys::{KeyToken, KeyType, KeyUsage};
-use postvault_module::protocol::{
-    AccountSettings, CryptoCardKeys, EncryptedShare, MksSlot, Status,
-};
+use postvault_module::protocol::Status;
 use postvault_module::table::CommandKind;
 use postvault_module::{ClientError, ModuleClient, ModuleError, ModuleState, Request, Response};
 
@@ -196,175 +193,6 @@ fn a_continuous_rng_failure_puts_the_module_in_error_at_first_use() {
     );
 }
 
-/// A request of each kind with harmless arguments.
-fn request(kind: CommandKind) -> Request {
-    let token = KeyToken {
-        version: 1,
-        key_type: KeyType::Aes256,
-        usage: KeyUsage::General,
-        expires: None,
-        exportable: true,
-        mks_generation: 1,
-        mks_id: [0; 16],
-        identity: "x".into(),
-        sealed: vec![0; 60],
-    };
-    use CommandKind as C;
-    use postvault_module::psd::{ProviderBody, ProviderCommand, ProviderMessage};
-    let package = || postvault_module::psd::SealedPackage {
-        version: 1,
-        device_id: "0042-0001-00000017".into(),
-        mks_id: [0; 16],
-        mks_generation: 1,
-        sealed: vec![0; 60],
-    };
-    let message = |command| ProviderMessage {
-        body: ProviderBody {
-            device_id: "0042-0001-00000017".into(),
-            sequence: 1,
-            command,
-        },
-        signature: [0; 64],
-    };
-    match kind {
-        C::CloseSession => Request::CloseSession,
-        C::GetStatus => Request::GetStatus,
-        C::StartInitialization => Request::StartInitialization { time: T0 },
-        C::InitializeAccessControl => Request::InitializeAccessControl { users: vec![] },
-        C::Logon => Request::Logon {
-            user_id: "so".into(),
-            password: pw("so"),
-        },
-        C::Logoff => Request::Logoff,
-        C::QueryCurrentRole => Request::QueryCurrentRole,
-        C::QueryCurrentUser => Request::QueryCurrentUser,
-        C::ChangePassword => Request::ChangePassword {
-            old: pw("so"),
-            new: pw("so-new"),
-        },
-        C::SetClock => Request::SetClock { time: T0 },
-        C::BeginAdmin => Request::BeginAdmin,
-        C::EndAdmin => Request::EndAdmin,
-        C::CreateUser => Request::CreateUser {
-            user: new_user("x", postvault_module::Role::Auditor),
-        },
-        C::DeleteUser => Request::DeleteUser {
-            user_id: "kc5".into(),
-        },
-        C::ModifyUser => Request::ModifyUser {
-            user_id: "kc5".into(),
-            settings: AccountSettings::default(),
-            new_password: None,
-            unlock: true,
-        },
-        C::ViewUsers => Request::ViewUsers,
-        C::GenerateMks => Request::GenerateMks,
-        C::GenerateTransportKey => Request::GenerateTransportKey,
-        C::ExportTransportKey => Request::ExportTransportKey,
-        C::CreateMksShares => Request::CreateMksShares {
-            count: 2,
-            threshold: 2,
-            slot: MksSlot::Active,
-        },
-        C::ExportShare => Request::ExportShare {
-            transport_public_key: vec![0; 32],
-            exportable: true,
-        },
-        C::AbortExport => Request::AbortExport,
-        C::StartImporting => Request::StartImporting,
-        C::ImportShare => Request::ImportShare {
-            share: EncryptedShare {
-                version: 1,
-                mks_id: "00".repeat(16),
-                generation: 1,
-                index: 1,
-                count: 2,
-                threshold: 2,
-                exportable: true,
-                transport_key_hash: "00".repeat(32),
-                source_module: "00".repeat(16),
-                enc: vec![0; 32],
-                ciphertext: vec![0; 64],
-            },
-        },
-        C::CombineShares => Request::CombineShares,
-        C::ActivateMks => Request::ActivateMks,
-        C::DeleteDormantMks => Request::DeleteDormantMks,
-        C::TranslateToken => Request::TranslateToken {
-            token: token.clone(),
-        },
-        C::CreateKeyToken => Request::CreateKeyToken {
-            key_type: KeyType::Aes256,
-            usage: KeyUsage::General,
-            identity: "x".into(),
-            exportable: true,
-            expires: None,
-        },
-        C::CheckKeyToken => Request::CheckKeyToken { token },
-        C::InitializeCryptoCard => Request::InitializeCryptoCard {
-            keys: CryptoCardKeys::Generate,
-            ca_certificate: None,
-            provider_public_key: None,
-        },
-        C::CreateAuditKey => Request::CreateAuditKey,
-        C::ExportAuditKey => Request::ExportAuditKey,
-        C::CreateAuditEntry => Request::CreateAuditEntry {
-            note: "after zeroize".into(),
-            sign: false,
-        },
-        C::RunSelfTests => Request::RunSelfTests,
-        C::Zeroize => Request::Zeroize,
-        C::Reset => Request::Reset,
-        C::InitializePsd => Request::InitializePsd {
-            device: postvault_module::psd::DeviceId {
-                vendor: 42,
-                model: 1,
-                serial: 17,
-            },
-        },
-        C::RetrievePsdPublicKey => Request::RetrievePsdPublicKey { package: package() },
-        C::AuthorizePsd => Request::AuthorizePsd {
-            package: package(),
-            certificate_der: vec![0x30, 0],
-        },
-        C::ConfigurePsd => Request::ConfigurePsd {
-            package: package(),
-            secrets: postvault_module::psd::HpkeSealed {
-                enc: vec![0; 32],
-                ciphertext: vec![0; 48],
-            },
-        },
-        C::AuthorizeCustomer => Request::AuthorizeCustomer {
-            package: package(),
-            message: message(ProviderCommand::AuthorizeCustomer {
-                licensing_zip: 100_010_001,
-                max_descending_mills: 1,
-            }),
-        },
-        C::DownloadPostageValue => Request::DownloadPostageValue {
-            package: package(),
-            message: message(ProviderCommand::Download {
-                amount_mills: 1,
-                control_total_mills: 0,
-            }),
-        },
-        C::CreateIndicium => Request::CreateIndicium {
-            package: package(),
-            request: postvault_module::psd::IndiciumRequest {
-                device_id: "0042-0001-00000017".into(),
-                user_id: "nobody".into(),
-                challenge: [0; 16],
-                postage_mills: 1,
-                date: 20_261_123,
-                origin_zip: 100_010_001,
-                destination_zip: 0,
-                category: *b"FC  ",
-                mac: [0; 32],
-            },
-        },
-    }
-}
-
 fn assert_zeroized(s: &Status) {
     assert_eq!(
         (s.current_state, s.persistent_state),
@@ -420,7 +248,7 @@ fn zeroize_destroys_every_key_until_reset() {
             if matches!(kind, CommandKind::CloseSession | CommandKind::Reset) {
                 continue;
             }
-            let result = c.run(&request(kind));
+            let result = c.run(&crate::matrix::harmless(kind));
             match kind {
                 CommandKind::GetStatus => assert!(matches!(result, Ok(Response::Status(_)))),
                 CommandKind::QueryCurrentRole => {
