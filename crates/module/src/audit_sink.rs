@@ -16,6 +16,11 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 pub trait AuditSink: Send {
     /// Stores one entry durably.
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()>;
+    /// Stores entries durably, in order (one sync for all where the sink
+    /// can: group commit).
+    fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
+        entries.iter().try_for_each(|e| self.append(e))
+    }
     /// Hash of the newest entry held, if any (boot uses it to hand over an
     /// entry that a power loss kept from the host).
     fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>>;
@@ -100,6 +105,20 @@ impl AuditSink for FileAuditSink {
         let mut line = entry.to_json_line();
         line.push('\n');
         self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()
+    }
+
+    fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        self.rotate_if_new_chain(first)?;
+        let mut text = String::new();
+        for e in entries {
+            text.push_str(&e.to_json_line());
+            text.push('\n');
+        }
+        self.file.write_all(text.as_bytes())?;
         self.file.sync_data()
     }
 }

@@ -71,6 +71,15 @@ pub enum ModuleError {
     /// An internal cryptographic failure.
     #[error("cryptographic failure: {0}")]
     Crypto(String),
+    /// The database's checkpoint is not this module's newest (a stale or
+    /// switched database, or a stale package); the text says what to do.
+    #[error("checkpoint mismatch: {0}")]
+    CheckpointMismatch(String),
+    /// PSD processing is inhibited after a failed checkpoint recovery.
+    #[error(
+        "PSD processing is inhibited: {0}; a Security Officer must check the database and run Accept Checkpoint (postvault module checkpoint accept)"
+    )]
+    Inhibited(String),
     /// An internal consistency check failed; the command was refused and nothing changed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -106,6 +115,8 @@ impl ModuleError {
             ModuleError::Storage(_) => "storage",
             ModuleError::SelfTest(_) => "self-test",
             ModuleError::Crypto(_) => "crypto",
+            ModuleError::CheckpointMismatch(_) => "checkpoint-mismatch",
+            ModuleError::Inhibited(_) => "inhibited",
             ModuleError::Internal(_) => "internal",
         }
     }

@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod audit_sink;
+pub mod checkpoint;
 pub mod client;
 pub mod daemon;
 pub mod error;

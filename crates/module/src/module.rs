@@ -43,7 +43,10 @@ use crate::session::{self, Direction, RequestFrame, ResponseFrame, SessionError,
 use crate::table::{self, Audit, CommandKind};
 use crate::types::{Clock, ModuleState, Role};
 
+mod checkpoints;
 mod psd_commands;
+mod psd_money;
+mod psd_users;
 
 /// Default: sign at least every this many audit entries.
 pub const DEFAULT_SIGN_EVERY: u32 = 100;
@@ -185,6 +188,10 @@ struct Outcome {
     data: AuditData,
     after: AfterAudit,
     force_sign: bool,
+    /// Further audit entries of the same command, written before its own
+    /// (reason, data): e.g. each discarded transaction of an Auto-Recover
+    /// Checkpoint, each item of a batch.
+    extra: Vec<(String, AuditData)>,
 }
 
 impl Outcome {
@@ -194,6 +201,7 @@ impl Outcome {
             data: Vec::new(),
             after: AfterAudit::Nothing,
             force_sign: false,
+            extra: Vec::new(),
         }
     }
     fn with(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -363,26 +371,39 @@ impl Module {
     /// it: the NVM committed it, but power may have failed before the host
     /// stored it.
     fn redeliver_pending_entry(&mut self) {
-        let Some(line) = self.nvm.audit.as_ref().and_then(|a| a.pending.clone()) else {
+        let lines = self
+            .nvm
+            .audit
+            .as_ref()
+            .map(|a| a.pending.clone())
+            .unwrap_or_default();
+        if lines.is_empty() {
             return;
-        };
-        let Ok(entry) = AuditEntry::from_json_line(&line) else {
-            self.fail_fatal(
-                "the pending audit entry in NVM is malformed; the audit chain is broken",
-            );
-            return;
-        };
+        }
+        let mut entries = Vec::with_capacity(lines.len());
+        for line in &lines {
+            let Ok(entry) = AuditEntry::from_json_line(line) else {
+                self.fail_fatal(
+                    "a pending audit entry in NVM is malformed; the audit chain is broken",
+                );
+                return;
+            };
+            entries.push(entry);
+        }
         let stored = self.sink.last_hash().and_then(|last| {
-            if last == Some(entry.hash()) {
-                Ok(())
-            } else {
-                self.sink.append(&entry)
-            }
+            // The host holds a prefix of the pending entries (or none):
+            // hand over what follows the last one it has.
+            let from = entries
+                .iter()
+                .rposition(|e| last == Some(e.hash()))
+                .map_or(0, |i| i + 1);
+            self.sink.append_all(&entries[from..])
         });
         if let Err(e) = stored {
             self.fail_soft(&format!(
-                "audit entry {} could not be handed to the audit log: {e}",
-                entry.seq
+                "audit entries {}..={} could not be handed to the audit log: {e}",
+                entries[0].seq,
+                entries[entries.len() - 1].seq
             ));
         }
     }
@@ -708,9 +729,23 @@ impl Module {
             data,
             after,
             force_sign,
+            extra,
         } = outcome;
         let mut entry = None;
+        let mut entries = Vec::new();
         if audit != Audit::None && self.audit_key.is_some() {
+            for (reason, data) in extra {
+                match self.make_entry(
+                    kind,
+                    user.as_ref().map(|(u, r)| (u.as_str(), *r)),
+                    &reason,
+                    data,
+                    false,
+                ) {
+                    Ok((e, _)) => entries.push(e),
+                    Err(e) => self.fail_soft(&e),
+                }
+            }
             let sign = audit == Audit::Signed || force_sign;
             match self.make_entry(
                 kind,
@@ -723,6 +758,12 @@ impl Module {
                 // seed 002); make_entry has already sent the module to Error.
                 Ok((e, _)) => entry = Some(e),
                 Err(e) => self.fail_soft(&e),
+            }
+            entries.extend(entry.clone());
+            if entries.len() > 1
+                && let Some(a) = self.nvm.audit.as_mut()
+            {
+                a.pending = entries.iter().map(AuditEntry::to_json_line).collect();
             }
         }
         match after {
@@ -771,7 +812,7 @@ impl Module {
             let stored = if self.audit_fault == Some(AuditFault::ChainBroken) {
                 Err(std::io::Error::other("injected audit storage failure"))
             } else {
-                self.sink.append(e)
+                self.sink.append_all(&entries)
             };
             if let Err(err) = stored {
                 // The chain advanced in NVM but the entry is lost: the audit is broken for good.
@@ -876,7 +917,7 @@ impl Module {
         } else {
             audit.since_signed + 1
         };
-        audit.pending = Some(entry.to_json_line());
+        audit.pending = vec![entry.to_json_line()];
         if entry.signature.is_some() {
             self.boot_pending = false;
         }
@@ -1366,24 +1407,76 @@ impl Module {
                 Ok(o)
             }
             Request::InitializePsd { device } => self.cmd_initialize_psd(device),
-            Request::RetrievePsdPublicKey { package } => {
-                self.cmd_retrieve_psd_public_key(package, now)
-            }
+            Request::RetrievePsdPublicKey {
+                package,
+                checkpoint,
+            } => self.cmd_retrieve_psd_public_key(package, checkpoint.as_ref(), now),
             Request::AuthorizePsd {
                 package,
+                checkpoint,
                 certificate_der,
-            } => self.cmd_authorize_psd(package, certificate_der, now),
-            Request::ConfigurePsd { package, secrets } => {
-                self.cmd_configure_psd(package, secrets, now)
+            } => self.cmd_authorize_psd(package, checkpoint.as_ref(), certificate_der, now),
+            Request::ConfigurePsd {
+                package,
+                checkpoint,
+                secrets,
+            } => self.cmd_configure_psd(package, checkpoint.as_ref(), secrets, now),
+            Request::AuthorizeCustomer {
+                package,
+                checkpoint,
+                message,
+            } => self.cmd_authorize_customer(package, checkpoint.as_ref(), message, now),
+            Request::DownloadPostageValue {
+                package,
+                checkpoint,
+                message,
+            } => self.cmd_download(package, checkpoint.as_ref(), message, now),
+            Request::CreateIndicium {
+                package,
+                checkpoint,
+                request,
+            } => self.cmd_create_indicium(package, checkpoint.as_ref(), request, false, now),
+            Request::CreateCorrectionIndicium {
+                package,
+                checkpoint,
+                request,
+            } => self.cmd_create_indicium(package, checkpoint.as_ref(), request, true, now),
+            Request::CreateIndicia { checkpoint, items } => {
+                self.cmd_create_indicia(checkpoint.as_ref(), items, now)
             }
-            Request::AuthorizeCustomer { package, message } => {
-                self.cmd_authorize_customer(package, message, now)
-            }
-            Request::DownloadPostageValue { package, message } => {
-                self.cmd_download(package, message, now)
-            }
-            Request::CreateIndicium { package, request } => {
-                self.cmd_create_indicium(package, request, now)
+            Request::CreateRefundIndicium {
+                package,
+                checkpoint,
+                message,
+            } => self.cmd_refund(package, checkpoint.as_ref(), message, now),
+            Request::BeginPasswordReset {
+                package,
+                checkpoint,
+                message,
+            } => self.cmd_begin_password_reset(package, checkpoint.as_ref(), message, now),
+            Request::CompletePasswordReset {
+                package,
+                checkpoint,
+                secrets,
+            } => self.cmd_complete_password_reset(package, checkpoint.as_ref(), secrets, now),
+            Request::RetrievePsdStatus {
+                package,
+                checkpoint,
+            } => self.cmd_retrieve_psd_status(package, checkpoint.as_ref()),
+            Request::PsdUserCommand {
+                package,
+                checkpoint,
+                request,
+            } => self.cmd_psd_user(package, checkpoint.as_ref(), request, now),
+            Request::PsdUserLogon {
+                package,
+                checkpoint,
+                logon,
+            } => self.cmd_psd_user_logon(package, checkpoint.as_ref(), logon, now),
+            Request::AutoRecoverCheckpoint { checkpoint } => self.cmd_auto_recover(checkpoint),
+            Request::RetrieveCheckpoint => self.cmd_retrieve_checkpoint(),
+            Request::AcceptCheckpoint { checkpoint } => {
+                self.cmd_accept_checkpoint(checkpoint.as_ref())
             }
         }
     }
@@ -1407,7 +1500,7 @@ impl Module {
             since_signed: 0,
             sign_every: self.sign_every,
             signing_key: Zeroizing::new(audit_key.to_pkcs8().expose_secret().to_vec()),
-            pending: None,
+            pending: Vec::new(),
         });
         let public = audit_key.public_key();
         self.audit_key = Some(audit_key);

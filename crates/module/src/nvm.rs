@@ -48,8 +48,10 @@ pub struct AuditState {
     pub sign_every: u32,
     /// The audit signing key, PKCS#8.
     pub signing_key: Zeroizing<Vec<u8>>,
-    /// The last entry made (JSON line); boot hands it to the host again if the host lacks it.
-    pub pending: Option<String>,
+    /// The entries of the last command (JSON lines, in order; several when
+    /// one command writes several, e.g. a batch); boot hands the host again
+    /// those it lacks.
+    pub pending: Vec<String>,
 }
 
 /// The shared keys loaded by Initialize Crypto-Card.
@@ -90,6 +92,15 @@ pub struct NvmImage {
     pub crypto_card: Option<CryptoCard>,
     /// Why the module is in Error (persisted for fatal errors).
     pub error: Option<String>,
+    /// The most recent PSD transactions' checkpoints, oldest first (at most
+    /// `checkpoint::CHECKPOINTS_KEPT`).
+    pub checkpoints: Vec<crate::checkpoint::Checkpoint>,
+    /// The last checkpoint sequence number given out; never decreases (a
+    /// recovered rollback does not reuse numbers).
+    pub checkpoint_counter: u64,
+    /// Why PSD processing is inhibited (a failed Auto-Recover Checkpoint),
+    /// until a Security Officer runs Accept Checkpoint.
+    pub psd_inhibited: Option<String>,
 }
 
 impl NvmImage {
@@ -107,6 +118,9 @@ impl NvmImage {
             transport_key: None,
             crypto_card: None,
             error: None,
+            checkpoints: Vec::new(),
+            checkpoint_counter: 0,
+            psd_inhibited: None,
         }
     }
 }

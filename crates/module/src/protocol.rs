@@ -7,9 +7,13 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::checkpoint::SignedCheckpoint;
 use crate::error::ModuleError;
 use crate::keys::{KeyToken, KeyType, KeyUsage};
-use crate::psd::{DeviceId, HpkeSealed, IndiciumRequest, ProviderMessage, PsdState, SealedPackage};
+use crate::psd::{
+    DeviceId, HpkeSealed, IndiciumItem, IndiciumRequest, IssuedIndicium, ProviderMessage, PsdState,
+    PsdStatus, SealedPackage, UserAnswer, UserRequest,
+};
 use crate::types::{ModuleState, Role};
 use postvault_audit::AuditEntry;
 
@@ -246,6 +250,9 @@ pub enum Request {
     RetrievePsdPublicKey {
         /// The sealed package.
         package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
     },
     /// Authorize PSD (Certificate Authority role, authenticated by the
     /// certificate): loads the PSD's X.509 certificate, which must be signed
@@ -254,6 +261,9 @@ pub enum Request {
     AuthorizePsd {
         /// The sealed package.
         package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
         /// The PSD certificate, DER.
         #[serde(with = "crate::serde_hex::vec")]
         certificate_der: Vec<u8>,
@@ -263,6 +273,9 @@ pub enum Request {
     ConfigurePsd {
         /// The sealed package.
         package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
         /// `psd::CustomerSecrets`, sealed with `psd::seal_customer_secrets`.
         secrets: HpkeSealed,
     },
@@ -271,6 +284,9 @@ pub enum Request {
     AuthorizeCustomer {
         /// The sealed package.
         package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
         /// The signed provider message (`ProviderCommand::AuthorizeCustomer`).
         message: ProviderMessage,
     },
@@ -278,6 +294,9 @@ pub enum Request {
     DownloadPostageValue {
         /// The sealed package.
         package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
         /// The signed provider message (`ProviderCommand::Download`).
         message: ProviderMessage,
     },
@@ -288,8 +307,112 @@ pub enum Request {
     CreateIndicium {
         /// The sealed package (leased).
         package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
         /// The customer's MAC'd request.
         request: IndiciumRequest,
+    },
+    /// Create Correction Indicium: Create Indicium's checks and effects for
+    /// a piece whose mail category must be `CORR` (the request MACs it).
+    CreateCorrectionIndicium {
+        /// The sealed package (leased).
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// The customer's MAC'd request (category `CORR`).
+        request: IndiciumRequest,
+    },
+    /// Create Indicium for many meters in one command: one NVM write, one
+    /// audit sync and one checkpoint for the batch (group commit). Each
+    /// item succeeds or fails on its own; a failed item changes nothing.
+    CreateIndicia {
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// The items.
+        items: Vec<IndiciumItem>,
+    },
+    /// Create Refund Indicium (provider-signed; leased or password reset):
+    /// an indicium for the remaining DR, AR += DR, DR = 0, withdrawn.
+    CreateRefundIndicium {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// The signed provider message (`ProviderCommand::Refund`).
+        message: ProviderMessage,
+    },
+    /// Begin Password Reset (provider-signed): leased -> password reset.
+    BeginPasswordReset {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// The signed provider message (`ProviderCommand::BeginPasswordReset`).
+        message: ProviderMessage,
+    },
+    /// Complete Password Reset: the user named at Begin Password Reset
+    /// sends new secrets (HPKE-sealed like Configure PSD's); the answer is
+    /// MAC'd under the new key. Password reset -> leased.
+    CompletePasswordReset {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// `psd::CustomerSecrets`, sealed with `psd::seal_customer_secrets`.
+        secrets: HpkeSealed,
+    },
+    /// Retrieve PSD Status: registers and state (changes nothing).
+    RetrievePsdStatus {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+    },
+    /// A meter user's MAC'd request (multi-user meters: user
+    /// administration, status, public key).
+    PsdUserCommand {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// The MAC'd request.
+        request: UserRequest,
+    },
+    /// PSD User Logon: checks a meter user's password (HPKE-sealed
+    /// `psd::UserLogon`), counting failures in the package.
+    PsdUserLogon {
+        /// The sealed package.
+        package: SealedPackage,
+        /// The database's copy of this module's newest checkpoint (`None`
+        /// only while the module holds none).
+        checkpoint: Option<SignedCheckpoint>,
+        /// `psd::UserLogon`, sealed with `psd::seal_user_logon`.
+        logon: HpkeSealed,
+    },
+    /// Auto-Recover Checkpoint: accepts the database's checkpoint when it is
+    /// one of the module's two older ones, auditing the discarded
+    /// transactions; otherwise PSD processing stops until Accept Checkpoint.
+    AutoRecoverCheckpoint {
+        /// The database's copy of this module's checkpoint.
+        checkpoint: SignedCheckpoint,
+    },
+    /// The module's newest checkpoint, MAC'd (for the module-table
+    /// cross-check and the store).
+    RetrieveCheckpoint,
+    /// Accept Checkpoint (Security Officer, Administrative): after disaster
+    /// recovery, makes the database's checkpoint (or none) the module's and
+    /// lifts the inhibition.
+    AcceptCheckpoint {
+        /// The checkpoint to accept; `None` clears the module's records.
+        checkpoint: Option<SignedCheckpoint>,
     },
     /// Destroys every key; the module is unusable until Reset.
     Zeroize,
@@ -523,6 +646,8 @@ pub enum Response {
     PsdUpdated {
         /// The updated sealed package.
         package: SealedPackage,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: SignedCheckpoint,
         /// Its PSD state now.
         state: PsdState,
     },
@@ -531,6 +656,8 @@ pub enum Response {
     PsdConfigured {
         /// The updated sealed package.
         package: SealedPackage,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: SignedCheckpoint,
         /// The module's first challenge to the client.
         challenge: [u8; 16],
         /// HMAC-SHA-256 under the customer's key (`psd::configure_mac`).
@@ -541,6 +668,8 @@ pub enum Response {
     IndiciumCreated {
         /// The updated sealed package.
         package: SealedPackage,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: SignedCheckpoint,
         /// The signed version-1 indicium (113 bytes).
         #[serde(with = "crate::serde_hex::vec")]
         indicium: Vec<u8>,
@@ -551,6 +680,67 @@ pub enum Response {
         /// HMAC-SHA-256 under the user's key (`psd::indicium_response_mac`).
         mac: [u8; 32],
     },
+    /// Create Refund Indicium: the refund indicium and the withdrawn package.
+    RefundIndiciumCreated {
+        /// The updated sealed package (withdrawn).
+        package: SealedPackage,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: SignedCheckpoint,
+        /// The signed version-1 refund indicium (category `RFND`, 113 bytes).
+        #[serde(with = "crate::serde_hex::vec")]
+        indicium: Vec<u8>,
+        /// The value refunded (the DR before), mills.
+        refunded_mills: u64,
+    },
+    /// Create Indicia: one result per item, in order, and the batch's
+    /// checkpoint (`None` when no item succeeded).
+    IndiciaCreated {
+        /// Per item: the indicium or why it was refused.
+        results: Vec<Result<IssuedIndicium, ModuleError>>,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: Option<SignedCheckpoint>,
+    },
+    /// Retrieve PSD Status.
+    PsdStatus(PsdStatus),
+    /// A meter user's request: the answer, MAC'd under their key.
+    PsdUserAnswer {
+        /// The updated sealed package (new challenge).
+        package: SealedPackage,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: SignedCheckpoint,
+        /// The answer.
+        answer: UserAnswer,
+        /// The challenge the request carried.
+        old_challenge: [u8; 16],
+        /// The challenge the next request must carry.
+        new_challenge: [u8; 16],
+        /// `psd::user_response_mac` under the user's key.
+        mac: [u8; 32],
+    },
+    /// PSD User Logon: the verdict and the package with the failure count.
+    PsdLogon {
+        /// The updated sealed package.
+        package: SealedPackage,
+        /// This module's new checkpoint, MAC'd, for the database.
+        checkpoint: SignedCheckpoint,
+        /// True when the password was right and the account usable.
+        accepted: bool,
+        /// The package's new challenge (a logon moves the chain on, so it
+        /// cannot be replayed).
+        challenge: [u8; 16],
+        /// Why not, when not.
+        reason: Option<String>,
+    },
+    /// Auto-Recover Checkpoint: how many transactions were discarded, and
+    /// the checkpoint now newest.
+    CheckpointRecovered {
+        /// Transactions discarded (0 when the checkpoint was already newest).
+        discarded: u32,
+        /// The module's newest checkpoint now.
+        checkpoint: SignedCheckpoint,
+    },
+    /// Retrieve Checkpoint.
+    Checkpoint(Option<SignedCheckpoint>),
 }
 
 /// A reply: the result and, for sensitive commands, the audit entry.

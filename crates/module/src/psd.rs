@@ -193,8 +193,6 @@ pub enum PsdCommandKind {
     RetrievePsdStatus,
     /// The indicium public key and device ID.
     RetrievePsdPublicKey,
-    /// Controlled rollback to an older checkpoint.
-    AutoRecoverCheckpoint,
     /// Multi-user meter: add a user.
     AddPsdUser,
     /// Multi-user meter: delete a user.
@@ -203,6 +201,8 @@ pub enum PsdCommandKind {
     ModifyPsdUser,
     /// Multi-user meter: list the users.
     ListPsdUsers,
+    /// A meter user's password check (PSD User Logon).
+    UserLogon,
 }
 
 impl PsdCommandKind {
@@ -220,11 +220,11 @@ impl PsdCommandKind {
         PsdCommandKind::CompletePasswordReset,
         PsdCommandKind::RetrievePsdStatus,
         PsdCommandKind::RetrievePsdPublicKey,
-        PsdCommandKind::AutoRecoverCheckpoint,
         PsdCommandKind::AddPsdUser,
         PsdCommandKind::DeletePsdUser,
         PsdCommandKind::ModifyPsdUser,
         PsdCommandKind::ListPsdUsers,
+        PsdCommandKind::UserLogon,
     ];
 }
 
@@ -248,8 +248,11 @@ const EVERY_STATE: &[PsdState] = &PsdState::ALL;
 /// - AuthorizeCustomer: assigned ("the authorize customer command enters the
 ///   customer's originating zip code and places the PSD in the leased
 ///   state").
-/// - DownloadPostageValue, CreateIndicium, CreateCorrectionIndicium: leased
-///   ("once in the leased state the PSD is ready for the customer to use").
+/// - DownloadPostageValue: leased and password reset (seed 002: "the PSD
+///   package must be in the leased state or pwreset state" for a value
+///   download).
+/// - CreateIndicium, CreateCorrectionIndicium: leased ("once in the leased
+///   state the PSD is ready for the customer to use").
 /// - CreateRefundIndicium: leased and password reset ("entered from the
 ///   leased state or pwreset state by executing the create refund indicium
 ///   command").
@@ -264,10 +267,8 @@ const EVERY_STATE: &[PsdState] = &PsdState::ALL;
 ///   the PSD public key and device ID"), and a withdrawn package must stay
 ///   readable to the server (seed 002: "remains in the database where it can
 ///   be accessed by the server").
-/// - AutoRecoverCheckpoint: leased and password reset, the states in which
-///   transactions that write checkpoints run (seed room; issue 3 item 4).
-/// - AddPsdUser, DeletePsdUser, ModifyPsdUser, ListPsdUsers: leased (seed
-///   002, FIG. 8: users of a meter in use; seed room).
+/// - AddPsdUser, DeletePsdUser, ModifyPsdUser, ListPsdUsers, UserLogon:
+///   leased (seed 002, FIG. 8: users of a meter in use; seed room).
 /// - Withdrawn: nothing but the retrieves ("the Module will no longer
 ///   execute any PSD command when loaded with this PSD package").
 pub const PSD_RULES: &[(PsdCommandKind, &[PsdState])] = &[
@@ -275,7 +276,7 @@ pub const PSD_RULES: &[(PsdCommandKind, &[PsdState])] = &[
     (P::AuthorizePsd, &[St::Raw]),
     (P::ConfigurePsd, &[St::Unleased]),
     (P::AuthorizeCustomer, &[St::Assigned]),
-    (P::DownloadPostageValue, &[St::Leased]),
+    (P::DownloadPostageValue, &[St::Leased, St::PasswordReset]),
     (P::CreateIndicium, &[St::Leased]),
     (P::CreateCorrectionIndicium, &[St::Leased]),
     (P::CreateRefundIndicium, &[St::Leased, St::PasswordReset]),
@@ -283,11 +284,11 @@ pub const PSD_RULES: &[(PsdCommandKind, &[PsdState])] = &[
     (P::CompletePasswordReset, &[St::PasswordReset]),
     (P::RetrievePsdStatus, EVERY_STATE),
     (P::RetrievePsdPublicKey, EVERY_STATE),
-    (P::AutoRecoverCheckpoint, &[St::Leased, St::PasswordReset]),
     (P::AddPsdUser, &[St::Leased]),
     (P::DeletePsdUser, &[St::Leased]),
     (P::ModifyPsdUser, &[St::Leased]),
     (P::ListPsdUsers, &[St::Leased]),
+    (P::UserLogon, &[St::Leased]),
 ];
 
 /// True when `kind` may run on a package in `state`.
@@ -309,20 +310,106 @@ pub fn check_psd_allowed(kind: PsdCommandKind, state: PsdState) -> Result<(), Mo
     }
 }
 
+/// What a meter user may do (seed 002, FIG. 8; issue 3 item 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Privileges {
+    /// Create indicia and correction indicia.
+    pub create_indicia: bool,
+    /// Reset other users' passwords (set new secrets for them).
+    pub reset_password: bool,
+    /// Retrieve the PSD status (registers) through a MAC'd request.
+    pub retrieve_status: bool,
+    /// Retrieve the PSD public key through a MAC'd request.
+    pub retrieve_public_key: bool,
+    /// Add, delete, modify and list the meter's users.
+    pub administer_users: bool,
+}
+
+impl Privileges {
+    /// Every privilege (the meter's first user, its Customer Administrator).
+    pub const ALL: Privileges = Privileges {
+        create_indicia: true,
+        reset_password: true,
+        retrieve_status: true,
+        retrieve_public_key: true,
+        administer_users: true,
+    };
+    /// A clerk: prints and reads the status and key, administers nothing.
+    pub const PRINT: Privileges = Privileges {
+        create_indicia: true,
+        reset_password: false,
+        retrieve_status: true,
+        retrieve_public_key: true,
+        administer_users: false,
+    };
+    /// Nothing at all.
+    pub const NONE: Privileges = Privileges {
+        create_indicia: false,
+        reset_password: false,
+        retrieve_status: false,
+        retrieve_public_key: false,
+        administer_users: false,
+    };
+}
+
+/// Default consecutive failed password checks before a meter user locks.
+pub const DEFAULT_USER_FAILURE_LIMIT: u32 = 5;
+
+/// Default lifetime of a meter user's password: 90 days, seconds.
+pub const DEFAULT_PASSWORD_PERIOD_SECS: i64 = 90 * 24 * 3600;
+
+/// How many recent password hashes a package keeps (no reuse).
+pub const PASSWORD_HISTORY_LEN: usize = 5;
+
 /// One user of a PSD (the single customer, or each user of a multi-user
-/// meter). Configure PSD makes the first, a `Customer`; the multi-user
-/// commands (not yet) add more, with their privileges.
+/// meter). Configure PSD makes the first, a Customer Administrator with
+/// every privilege; the multi-user commands add more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PsdUser {
     /// User ID within the meter.
     pub user_id: String,
-    /// Customer or Customer Administrator.
+    /// `Customer` or `CustomerAdministrator`.
     pub role: Role,
     /// The user's HMAC key, AES-256-GCM under the package's KEK.
     #[serde(with = "crate::serde_hex::vec")]
     pub hmac_key_sealed: Vec<u8>,
     /// Argon2id PHC string of the user's password.
     pub password_hash: String,
+    /// What the user may do.
+    pub privileges: Privileges,
+    /// Account expiry, Unix seconds (`None`: never).
+    pub account_expires: Option<i64>,
+    /// Password expiry, Unix seconds (`None`: never).
+    pub password_expires: Option<i64>,
+    /// Lifetime of a new password, seconds (0: passwords do not expire).
+    pub password_period_secs: i64,
+    /// Consecutive failed password checks.
+    pub failures: u32,
+    /// Failed checks before the user is locked.
+    pub failure_limit: u32,
+    /// Most postage this user may print in total, mills (`None`: no limit).
+    pub max_total_postage_mills: Option<u64>,
+    /// Postage this user has printed in total, mills.
+    pub total_postage_mills: u64,
+}
+
+impl PsdUser {
+    /// True once the failure count reached the limit.
+    pub fn locked(&self) -> bool {
+        self.failures >= self.failure_limit
+    }
+}
+
+/// Which module transaction last produced a package: the module and its
+/// checkpoint number. A module refuses a package it stamped itself that is
+/// older than its own newest transaction on the same meter (a stale
+/// package), see `checkpoint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageStamp {
+    /// The module's ID.
+    pub module_id: [u8; 16],
+    /// Its checkpoint sequence number for that transaction.
+    pub seq: u64,
 }
 
 /// The plaintext PSD package (seed 002's item list; issue 3 item 1). It
@@ -368,6 +455,10 @@ pub struct PsdPackage {
     /// Sequence number of the last provider message applied (replay
     /// protection: the next must be greater).
     pub last_provider_sequence: u64,
+    /// The user whose password is being reset (password reset state).
+    pub reset_user: Option<String>,
+    /// The transaction that produced this package.
+    pub stamp: Option<PackageStamp>,
 }
 
 /// A PSD package as the database holds it: a public header and the sealed
@@ -454,6 +545,25 @@ impl PsdPackage {
 }
 
 impl PsdPackage {
+    /// The package's status (Retrieve PSD Status).
+    pub fn status(&self) -> PsdStatus {
+        PsdStatus {
+            device_id: self.device.to_string(),
+            state: self.state,
+            ascending_mills: self.ascending,
+            descending_mills: self.descending,
+            control_total_mills: self.control_total,
+            max_descending_mills: self.max_descending,
+            piece_count: self.piece_count,
+            licensing_zip: self.licensing_zip,
+            certificate_serial: self.certificate_serial,
+            users: self.users.len() as u32,
+            last_transaction: self.last_transaction,
+            last_provider_sequence: self.last_provider_sequence,
+            challenge: self.last_challenge,
+        }
+    }
+
     /// The register invariant: AR + DR equals the control total (no
     /// overflow). A violation is an internal error: the command that
     /// produced it is refused and nothing is stored.
@@ -576,8 +686,18 @@ pub enum ProviderCommand {
         /// The provider's control total before the download (must equal AR + DR).
         control_total_mills: u64,
     },
-    /// Create Refund Indicium (not yet implemented).
-    Refund {},
+    /// Create Refund Indicium: an indicium for the whole remaining DR,
+    /// then the meter is withdrawn.
+    Refund {
+        /// Date of the refund indicium, the integer YYYYMMDD.
+        date: u32,
+    },
+    /// Begin Password Reset: the named user's password (and key) will be
+    /// replaced by Complete Password Reset. Leased -> password reset.
+    BeginPasswordReset {
+        /// The user whose password was lost.
+        user_id: String,
+    },
 }
 
 /// The signed part of a provider message.
@@ -716,4 +836,272 @@ pub(crate) fn indicium_response_mac_with(
             new_challenge,
         ],
     )
+}
+
+/// Domain separation of the multi-user request MAC.
+pub const USER_REQUEST_LABEL: &[u8] = b"postvault psd user request v1";
+
+/// Domain separation of the multi-user response MAC.
+pub const USER_RESPONSE_LABEL: &[u8] = b"postvault psd user response v1";
+
+/// HPKE `info` of a password sent with PSD User Logon.
+pub const USER_LOGON_INFO: &[u8] = b"postvault psd user logon v1";
+
+/// A meter user's limits. On Add, `None` takes the default; on Modify,
+/// `None` keeps the current value and `Some(0)` clears an expiry or a
+/// postage limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsdUserSettings {
+    /// Account expiry, Unix seconds (default never).
+    pub account_expires: Option<i64>,
+    /// Lifetime of a new password, seconds (default
+    /// [`DEFAULT_PASSWORD_PERIOD_SECS`]).
+    pub password_period_secs: Option<i64>,
+    /// Failed password checks before the user locks (default
+    /// [`DEFAULT_USER_FAILURE_LIMIT`]).
+    pub failure_limit: Option<u32>,
+    /// Most postage the user may print in total, mills (default no limit).
+    pub max_total_postage_mills: Option<u64>,
+}
+
+/// What a meter user asks of the module, authenticated by the MAC under
+/// their key (the same FIG. 5 chain as Create Indicium).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserOperation {
+    /// Adds a user (privilege `administer_users`); their secrets arrive
+    /// HPKE-sealed to the registration key like Configure PSD's.
+    AddUser {
+        /// `CustomerSecrets` of the new user (`seal_customer_secrets`).
+        secrets: HpkeSealed,
+        /// `Customer` or `CustomerAdministrator`.
+        role: Role,
+        /// The new user's privileges.
+        privileges: Privileges,
+        /// The new user's limits.
+        settings: PsdUserSettings,
+    },
+    /// Deletes a user (privilege `administer_users`; not oneself, and never
+    /// the last user holding `administer_users`).
+    DeleteUser {
+        /// The user to delete.
+        user_id: String,
+    },
+    /// Changes a user (privilege `administer_users`; `new_secrets` needs
+    /// `reset_password` instead, or is one's own password change).
+    ModifyUser {
+        /// The user to change.
+        user_id: String,
+        /// New privileges (`None` keeps).
+        privileges: Option<Privileges>,
+        /// New limits.
+        settings: PsdUserSettings,
+        /// Clears the failure count.
+        unlock: bool,
+        /// New `CustomerSecrets` (HMAC key and password) for the user.
+        new_secrets: Option<HpkeSealed>,
+    },
+    /// Lists the users (privilege `administer_users`).
+    ListUsers,
+    /// The PSD status (privilege `retrieve_status`).
+    RetrieveStatus,
+    /// The PSD public key (privilege `retrieve_public_key`).
+    RetrievePublicKey,
+}
+
+/// A MAC'd multi-user request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRequest {
+    /// The meter, as displayed.
+    pub device_id: String,
+    /// The user making the request.
+    pub user_id: String,
+    /// The module's last challenge.
+    pub challenge: [u8; 16],
+    /// What is asked.
+    pub operation: UserOperation,
+    /// HMAC-SHA-256 under the user's key over [`UserRequest::mac_bytes`].
+    pub mac: [u8; 32],
+}
+
+impl UserRequest {
+    /// The bytes the client MACs: [`USER_REQUEST_LABEL`] || postcard of
+    /// every field but the MAC.
+    pub fn mac_bytes(&self) -> Vec<u8> {
+        let fields = (
+            &self.device_id,
+            &self.user_id,
+            &self.challenge,
+            &self.operation,
+        );
+        let mut out = USER_REQUEST_LABEL.to_vec();
+        out.extend_from_slice(
+            &postcard::to_stdvec(&fields).expect("encoding a request into a Vec cannot fail"),
+        );
+        out
+    }
+}
+
+/// Client side: the MAC of a [`UserRequest`] (set it as its `mac`).
+pub fn user_request_mac(hmac_key: &[u8; 32], req: &UserRequest) -> [u8; 32] {
+    let key = SecretKey32::from_bytes(*hmac_key);
+    hash::hmac_sha256(&key, &[&req.mac_bytes()])
+}
+
+/// A meter user as List Users shows them (never a key or hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsdUserView {
+    /// User ID.
+    pub user_id: String,
+    /// Role.
+    pub role: Role,
+    /// Privileges.
+    pub privileges: Privileges,
+    /// Account expiry.
+    pub account_expires: Option<i64>,
+    /// Password expiry.
+    pub password_expires: Option<i64>,
+    /// Consecutive failed password checks.
+    pub failures: u32,
+    /// Their limit.
+    pub failure_limit: u32,
+    /// Locked out.
+    pub locked: bool,
+    /// Total postage limit, mills.
+    pub max_total_postage_mills: Option<u64>,
+    /// Total postage printed, mills.
+    pub total_postage_mills: u64,
+}
+
+/// Retrieve PSD Status: the registers and the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsdStatus {
+    /// Device ID, as displayed.
+    pub device_id: String,
+    /// PSD state.
+    pub state: PsdState,
+    /// Ascending register, mills.
+    pub ascending_mills: u64,
+    /// Descending register, mills.
+    pub descending_mills: u64,
+    /// Control total (AR + DR), mills.
+    pub control_total_mills: u64,
+    /// Maximum descending register, mills.
+    pub max_descending_mills: u64,
+    /// Pieces printed.
+    pub piece_count: u64,
+    /// Licensing ZIP (ZIP5 * 10000 + plus-4).
+    pub licensing_zip: Option<u32>,
+    /// PSD certificate serial (low 32 bits).
+    pub certificate_serial: Option<u32>,
+    /// Number of users.
+    pub users: u32,
+    /// Time of the last transaction, Unix seconds.
+    pub last_transaction: Option<i64>,
+    /// The last provider sequence number applied.
+    pub last_provider_sequence: u64,
+    /// The module's last challenge (not secret: the next MAC'd request
+    /// must carry it).
+    pub challenge: Option<[u8; 16]>,
+}
+
+/// The module's answer to a [`UserRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserAnswer {
+    /// Add User, Delete User, Modify User: done.
+    Done,
+    /// List Users.
+    Users(Vec<PsdUserView>),
+    /// Retrieve Status.
+    Status(PsdStatus),
+    /// Retrieve Public Key: the 65-byte uncompressed P-256 key.
+    PublicKey(#[serde(with = "crate::serde_hex::vec")] Vec<u8>),
+}
+
+/// The MAC of the module's answer to a [`UserRequest`]: HMAC-SHA-256 under
+/// the user's key over [`USER_RESPONSE_LABEL`] || postcard(answer) || old
+/// challenge || new challenge.
+pub fn user_response_mac(
+    hmac_key: &[u8; 32],
+    answer: &UserAnswer,
+    old_challenge: &[u8; 16],
+    new_challenge: &[u8; 16],
+) -> [u8; 32] {
+    let key = SecretKey32::from_bytes(*hmac_key);
+    hash::hmac_sha256(
+        &key,
+        &[
+            USER_RESPONSE_LABEL,
+            &postcard::to_stdvec(answer).expect("encoding an answer into a Vec cannot fail"),
+            old_challenge,
+            new_challenge,
+        ],
+    )
+}
+
+/// What PSD User Logon carries, HPKE-sealed to the registration key with
+/// the device ID as associated data: the user, the password and the
+/// package's current challenge (so a captured logon cannot be replayed).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserLogon {
+    /// The user.
+    pub user_id: String,
+    /// Their password.
+    pub password: Zeroizing<String>,
+    /// The package's last challenge.
+    pub challenge: [u8; 16],
+}
+
+impl std::fmt::Debug for UserLogon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLogon")
+            .field("user_id", &self.user_id)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Client side of PSD User Logon: seals `logon` to the registration key,
+/// bound to the meter.
+pub fn seal_user_logon(
+    rng: &mut Rng,
+    registration_public_key: &[u8],
+    device: &DeviceId,
+    logon: &UserLogon,
+) -> Result<HpkeSealed, ModuleError> {
+    let plain = Zeroizing::new(
+        postcard::to_stdvec(logon).expect("encoding a logon into a Vec cannot fail"),
+    );
+    let (enc, ciphertext) = hpke::seal(
+        rng,
+        registration_public_key,
+        USER_LOGON_INFO,
+        device.to_string().as_bytes(),
+        &plain,
+    )?;
+    Ok(HpkeSealed { enc, ciphertext })
+}
+
+/// One item of a Create Indicia batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndiciumItem {
+    /// The sealed package (leased).
+    pub package: SealedPackage,
+    /// The customer's MAC'd request.
+    pub request: IndiciumRequest,
+}
+
+/// One indicium a batch issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedIndicium {
+    /// The updated sealed package.
+    pub package: SealedPackage,
+    /// The signed version-1 indicium (113 bytes).
+    #[serde(with = "crate::serde_hex::vec")]
+    pub indicium: Vec<u8>,
+    /// The challenge the request carried.
+    pub old_challenge: [u8; 16],
+    /// The challenge the next request must carry.
+    pub new_challenge: [u8; 16],
+    /// HMAC-SHA-256 under the user's key (`indicium_response_mac`).
+    pub mac: [u8; 32],
 }

@@ -86,3 +86,20 @@ pub mod array64 {
             .map_err(|_| serde::de::Error::custom("expected 64 bytes"))
     }
 }
+
+/// `[u8; 32]`.
+pub mod array32 {
+    use super::*;
+
+    /// Serializes the array.
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        vec::serialize(v, s)
+    }
+
+    /// Deserializes the array (exactly 32 bytes).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        vec::deserialize(d)?
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}

@@ -48,6 +48,18 @@
 //!   request's HMAC under their key, which the package holds (seed 002,
 //!   step 5: "this also authenticates the command into the user role"),
 //!   not by a logon to the module.
+//!   The same holds for the commands added with checkpoints, refunds,
+//!   password reset and multi-user meters: Create Correction Indicium,
+//!   Create Indicia (a batch), PSD User Command and PSD User Logon
+//!   (authenticated by the user's MAC or password), Create Refund Indicium
+//!   and Begin Password Reset (by the provider's signature), Complete
+//!   Password Reset (answered under the new key), Retrieve PSD Status and
+//!   Retrieve Checkpoint (read-only), and Auto-Recover Checkpoint (the
+//!   server's recovery step; it can only accept one of the module's own
+//!   older records).
+//! - Accept Checkpoint, the operator's step after a failed recovery, is the
+//!   Security Officer's in Administrative state, like the other commands
+//!   that change the module itself; it is always signed in the audit.
 //!   The handlers check these authenticators; the table only says who may
 //!   ask.
 use crate::protocol::Request;
@@ -101,6 +113,17 @@ pub enum CommandKind {
     AuthorizeCustomer,
     DownloadPostageValue,
     CreateIndicium,
+    CreateCorrectionIndicium,
+    CreateIndicia,
+    CreateRefundIndicium,
+    BeginPasswordReset,
+    CompletePasswordReset,
+    RetrievePsdStatus,
+    PsdUserCommand,
+    PsdUserLogon,
+    AutoRecoverCheckpoint,
+    RetrieveCheckpoint,
+    AcceptCheckpoint,
 }
 
 /// How a command is audited.
@@ -269,6 +292,21 @@ pub const RULES: &[Rule] = &[
     rule(C::AuthorizeCustomer, &[S::Operational], ANYONE),
     rule(C::DownloadPostageValue, &[S::Operational], ANYONE),
     rule(C::CreateIndicium, &[S::Operational], ANYONE),
+    rule(C::CreateCorrectionIndicium, &[S::Operational], ANYONE),
+    rule(C::CreateIndicia, &[S::Operational], ANYONE),
+    rule(C::CreateRefundIndicium, &[S::Operational], ANYONE),
+    rule(C::BeginPasswordReset, &[S::Operational], ANYONE),
+    rule(C::CompletePasswordReset, &[S::Operational], ANYONE),
+    rule(C::RetrievePsdStatus, &[S::Operational], ANYONE),
+    rule(C::PsdUserCommand, &[S::Operational], ANYONE),
+    rule(C::PsdUserLogon, &[S::Operational], ANYONE),
+    rule(C::AutoRecoverCheckpoint, &[S::Operational], ANYONE),
+    rule(C::RetrieveCheckpoint, &[S::Operational], ANYONE),
+    rule(
+        C::AcceptCheckpoint,
+        &[S::Administrative],
+        &[R::SecurityOfficer],
+    ),
 ];
 
 /// True when `kind` may run in `state` for `role`.
@@ -280,7 +318,7 @@ pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
 
 impl CommandKind {
     /// Every command.
-    pub const ALL: [CommandKind; 44] = [
+    pub const ALL: [CommandKind; 55] = [
         C::CloseSession,
         C::GetStatus,
         C::StartInitialization,
@@ -325,6 +363,17 @@ impl CommandKind {
         C::AuthorizeCustomer,
         C::DownloadPostageValue,
         C::CreateIndicium,
+        C::CreateCorrectionIndicium,
+        C::CreateIndicia,
+        C::CreateRefundIndicium,
+        C::BeginPasswordReset,
+        C::CompletePasswordReset,
+        C::RetrievePsdStatus,
+        C::PsdUserCommand,
+        C::PsdUserLogon,
+        C::AutoRecoverCheckpoint,
+        C::RetrieveCheckpoint,
+        C::AcceptCheckpoint,
     ];
 
     /// The command's attributes.
@@ -334,7 +383,9 @@ impl CommandKind {
             | C::GetStatus
             | C::QueryCurrentRole
             | C::QueryCurrentUser
-            | C::RetrievePsdPublicKey => (false, Audit::None),
+            | C::RetrievePsdPublicKey
+            | C::RetrievePsdStatus
+            | C::RetrieveCheckpoint => (false, Audit::None),
             C::Logon | C::ChangePassword | C::CreateUser | C::InitializeAccessControl => {
                 (true, Audit::Entry)
             }
@@ -356,7 +407,15 @@ impl CommandKind {
             | C::ConfigurePsd
             | C::AuthorizeCustomer
             | C::DownloadPostageValue
-            | C::CreateIndicium => (false, Audit::Entry),
+            | C::CreateIndicium
+            | C::CreateCorrectionIndicium
+            | C::CreateIndicia
+            | C::CreateRefundIndicium
+            | C::BeginPasswordReset
+            | C::CompletePasswordReset
+            | C::PsdUserCommand
+            | C::PsdUserLogon
+            | C::AutoRecoverCheckpoint => (false, Audit::Entry),
             C::StartInitialization
             | C::SetClock
             | C::BeginAdmin
@@ -372,7 +431,8 @@ impl CommandKind {
             | C::InitializeCryptoCard
             | C::CreateAuditKey
             | C::Zeroize
-            | C::Reset => (false, Audit::Signed),
+            | C::Reset
+            | C::AcceptCheckpoint => (false, Audit::Signed),
         };
         Spec {
             kind: self,
@@ -428,6 +488,17 @@ impl CommandKind {
             C::AuthorizeCustomer => "AuthorizeCustomer",
             C::DownloadPostageValue => "DownloadPostageValue",
             C::CreateIndicium => "CreateIndicium",
+            C::CreateCorrectionIndicium => "CreateCorrectionIndicium",
+            C::CreateIndicia => "CreateIndicia",
+            C::CreateRefundIndicium => "CreateRefundIndicium",
+            C::BeginPasswordReset => "BeginPasswordReset",
+            C::CompletePasswordReset => "CompletePasswordReset",
+            C::RetrievePsdStatus => "RetrievePsdStatus",
+            C::PsdUserCommand => "PsdUserCommand",
+            C::PsdUserLogon => "PsdUserLogon",
+            C::AutoRecoverCheckpoint => "AutoRecoverCheckpoint",
+            C::RetrieveCheckpoint => "RetrieveCheckpoint",
+            C::AcceptCheckpoint => "AcceptCheckpoint",
         }
     }
 }
@@ -480,6 +551,17 @@ impl Request {
             Request::AuthorizeCustomer { .. } => C::AuthorizeCustomer,
             Request::DownloadPostageValue { .. } => C::DownloadPostageValue,
             Request::CreateIndicium { .. } => C::CreateIndicium,
+            Request::CreateCorrectionIndicium { .. } => C::CreateCorrectionIndicium,
+            Request::CreateIndicia { .. } => C::CreateIndicia,
+            Request::CreateRefundIndicium { .. } => C::CreateRefundIndicium,
+            Request::BeginPasswordReset { .. } => C::BeginPasswordReset,
+            Request::CompletePasswordReset { .. } => C::CompletePasswordReset,
+            Request::RetrievePsdStatus { .. } => C::RetrievePsdStatus,
+            Request::PsdUserCommand { .. } => C::PsdUserCommand,
+            Request::PsdUserLogon { .. } => C::PsdUserLogon,
+            Request::AutoRecoverCheckpoint { .. } => C::AutoRecoverCheckpoint,
+            Request::RetrieveCheckpoint => C::RetrieveCheckpoint,
+            Request::AcceptCheckpoint { .. } => C::AcceptCheckpoint,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! command path as every other command (`Module::execute`); this file only
 //! holds their handlers, which `dispatch` calls.
 use super::*;
+use crate::checkpoint::{SignedCheckpoint, TransactionType};
 
 impl Module {
     /// Initialize PSD (seed 002): a new package in raw state.
@@ -55,6 +56,8 @@ impl Module {
             password_history: Vec::new(),
             piece_count: 0,
             last_provider_sequence: 0,
+            reset_user: None,
+            stamp: None,
         };
         let sealed = package.seal(mks, &mut self.rng)?;
         let device_id = device.to_string();
@@ -70,17 +73,24 @@ impl Module {
 
     /// Opens a sealed package for `kind`: authentic, under the active MKS,
     /// and in a PSD state `psd::PSD_RULES` allows for `kind`.
-    fn open_package(
+    ///
+    /// First of all (seed 002: "within dispatch"), the database's
+    /// checkpoint must be this module's newest, and afterwards the package
+    /// must not be one this module has since replaced (`check_stamp`).
+    pub(super) fn open_package(
         &self,
         kind: PsdCommandKind,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
     ) -> Result<PsdPackage, ModuleError> {
+        self.check_checkpoint(checkpoint)?;
         let package = PsdPackage::open(
             sealed,
             self.nvm.mks_active.as_ref(),
             self.nvm.mks_dormant.as_ref(),
         )?;
         psd::check_psd_allowed(kind, package.state)?;
+        self.check_stamp(&package)?;
         Ok(package)
     }
 
@@ -88,9 +98,11 @@ impl Module {
     pub(super) fn cmd_retrieve_psd_public_key(
         &self,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         now: i64,
     ) -> Result<Outcome, ModuleError> {
-        let package = self.open_package(PsdCommandKind::RetrievePsdPublicKey, sealed)?;
+        let package =
+            self.open_package(PsdCommandKind::RetrievePsdPublicKey, sealed, checkpoint)?;
         let public_key = self.package_public_key(&package, now)?.to_vec();
         Ok(Outcome::new(Response::PsdPublicKey(PsdPublicKey {
             device_id: package.device.to_string(),
@@ -101,7 +113,7 @@ impl Module {
     }
 
     /// The package's indicium public key, from its signing key token.
-    fn package_public_key(
+    pub(super) fn package_public_key(
         &self,
         package: &PsdPackage,
         now: i64,
@@ -110,7 +122,7 @@ impl Module {
     }
 
     /// The package's indicium key pair, from its signing key token.
-    fn package_signing_key(
+    pub(super) fn package_signing_key(
         &self,
         package: &PsdPackage,
         now: i64,
@@ -130,7 +142,11 @@ impl Module {
     }
 
     /// The package's key-encrypting key (EDEK_psd), from its token.
-    fn package_kek(&self, package: &PsdPackage, now: i64) -> Result<SecretKey32, ModuleError> {
+    pub(super) fn package_kek(
+        &self,
+        package: &PsdPackage,
+        now: i64,
+    ) -> Result<SecretKey32, ModuleError> {
         let token = &package.kek;
         if token.key_type != KeyType::Aes256
             || token.usage != KeyUsage::KeyEncrypting
@@ -147,7 +163,10 @@ impl Module {
 
     /// Seals an updated package under the active MKS (the register
     /// invariant is checked first).
-    fn seal_package(&mut self, package: &PsdPackage) -> Result<SealedPackage, ModuleError> {
+    pub(super) fn seal_package(
+        &mut self,
+        package: &PsdPackage,
+    ) -> Result<SealedPackage, ModuleError> {
         let mks = self
             .nvm
             .mks_active
@@ -163,10 +182,11 @@ impl Module {
     pub(super) fn cmd_authorize_psd(
         &mut self,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         certificate_der: &[u8],
         now: i64,
     ) -> Result<Outcome, ModuleError> {
-        let mut package = self.open_package(PsdCommandKind::AuthorizePsd, sealed)?;
+        let mut package = self.open_package(PsdCommandKind::AuthorizePsd, sealed, checkpoint)?;
         let ca_der = self
             .nvm
             .crypto_card
@@ -279,10 +299,11 @@ impl Module {
         package.certificate = Some(certificate_der.to_vec());
         package.certificate_serial = Some(serial);
         package.state = PsdState::Unleased;
-        package.last_transaction = Some(now);
-        let out = self.seal_package(&package)?;
+        let (out, checkpoint) =
+            self.commit_package(&mut package, TransactionType::AuthorizePsd, 0, now)?;
         Ok(Outcome::new(Response::PsdUpdated {
             package: out,
+            checkpoint,
             state: package.state,
         })
         .with("device", package.device.to_string())
@@ -300,47 +321,14 @@ impl Module {
     pub(super) fn cmd_configure_psd(
         &mut self,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         secrets: &HpkeSealed,
         now: i64,
     ) -> Result<Outcome, ModuleError> {
-        let mut package = self.open_package(PsdCommandKind::ConfigurePsd, sealed)?;
-        let card = self.nvm.crypto_card.as_ref().ok_or_else(|| {
-            ModuleError::KeyState(
-                "this module has no crypto card; run Initialize Crypto-Card first".into(),
-            )
-        })?;
-        let registration =
-            HpkeKeyPair::from_secret(&SecretKey32::from_bytes(*card.decryption_key))?;
+        let mut package = self.open_package(PsdCommandKind::ConfigurePsd, sealed, checkpoint)?;
         let device_id = package.device.to_string();
-        let plain = registration
-            .open(
-                &secrets.enc,
-                psd::CUSTOMER_SECRETS_INFO,
-                device_id.as_bytes(),
-                &secrets.ciphertext,
-            )
-            .map_err(|_| {
-                ModuleError::Rejected(format!(
-                    "customer secrets do not open with this deployment's registration key (sealed to another key, for another meter than {device_id}, or altered)"
-                ))
-            })?;
-        let customer: psd::CustomerSecrets = postcard::from_bytes(plain.expose_secret())
-            .map_err(|_| ModuleError::Invalid("the customer secrets do not decode".into()))?;
-        access::check_user_id(&customer.user_id)?;
-        let password = Password::new(customer.password.as_str());
-        access::check_password_strength(&password)?;
-        let password_hash = password::hash_password(
-            &mut self.rng,
-            password.expose_secret().as_bytes(),
-            self.argon2,
-        )?;
-        let kek = self.package_kek(&package, now)?;
-        let hmac_key_sealed = postvault_crypto::aead::seal(
-            &mut self.rng,
-            &kek,
-            &psd::user_key_aad(&package.device, &customer.user_id),
-            customer.hmac_key.as_slice(),
-        )?;
+        let customer = self.open_customer_secrets(&package, secrets)?;
+        let (hmac_key_sealed, password_hash) = self.new_user_secret(&package, &customer, now)?;
         let challenge: [u8; 16] = self.rng.array()?;
         let mac = psd::configure_mac(
             &customer.hmac_key,
@@ -350,17 +338,26 @@ impl Module {
         );
         package.users = vec![PsdUser {
             user_id: customer.user_id.clone(),
-            role: Role::Customer,
+            role: Role::CustomerAdministrator,
             hmac_key_sealed,
             password_hash: password_hash.clone(),
+            privileges: psd::Privileges::ALL,
+            account_expires: None,
+            password_expires: Some(now + psd::DEFAULT_PASSWORD_PERIOD_SECS),
+            password_period_secs: psd::DEFAULT_PASSWORD_PERIOD_SECS,
+            failures: 0,
+            failure_limit: psd::DEFAULT_USER_FAILURE_LIMIT,
+            max_total_postage_mills: None,
+            total_postage_mills: 0,
         }];
         package.password_history = vec![password_hash];
         package.last_challenge = Some(challenge);
         package.state = PsdState::Assigned;
-        package.last_transaction = Some(now);
-        let out = self.seal_package(&package)?;
+        let (out, checkpoint) =
+            self.commit_package(&mut package, TransactionType::ConfigurePsd, 0, now)?;
         Ok(Outcome::new(Response::PsdConfigured {
             package: out,
+            checkpoint,
             challenge,
             mac,
         })
@@ -372,13 +369,14 @@ impl Module {
     /// Opens a package for a provider-signed command and authenticates the
     /// message: the provider's signature (crypto card key), the meter, and
     /// a sequence number above the last one applied (no replay).
-    fn open_provider_command(
+    pub(super) fn open_provider_command(
         &self,
         kind: PsdCommandKind,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         message: &ProviderMessage,
     ) -> Result<PsdPackage, ModuleError> {
-        let package = self.open_package(kind, sealed)?;
+        let package = self.open_package(kind, sealed, checkpoint)?;
         let provider = self
             .nvm
             .crypto_card
@@ -416,11 +414,16 @@ impl Module {
     pub(super) fn cmd_authorize_customer(
         &mut self,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         message: &ProviderMessage,
         now: i64,
     ) -> Result<Outcome, ModuleError> {
-        let mut package =
-            self.open_provider_command(PsdCommandKind::AuthorizeCustomer, sealed, message)?;
+        let mut package = self.open_provider_command(
+            PsdCommandKind::AuthorizeCustomer,
+            sealed,
+            checkpoint,
+            message,
+        )?;
         let ProviderCommand::AuthorizeCustomer {
             licensing_zip,
             max_descending_mills,
@@ -446,10 +449,11 @@ impl Module {
         package.max_descending = max_descending_mills;
         package.last_provider_sequence = message.body.sequence;
         package.state = PsdState::Leased;
-        package.last_transaction = Some(now);
-        let out = self.seal_package(&package)?;
+        let (out, checkpoint) =
+            self.commit_package(&mut package, TransactionType::AuthorizeCustomer, 0, now)?;
         Ok(Outcome::new(Response::PsdUpdated {
             package: out,
+            checkpoint,
             state: package.state,
         })
         .with("device", package.device.to_string())
@@ -463,11 +467,16 @@ impl Module {
     pub(super) fn cmd_download(
         &mut self,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         message: &ProviderMessage,
         now: i64,
     ) -> Result<Outcome, ModuleError> {
-        let mut package =
-            self.open_provider_command(PsdCommandKind::DownloadPostageValue, sealed, message)?;
+        let mut package = self.open_provider_command(
+            PsdCommandKind::DownloadPostageValue,
+            sealed,
+            checkpoint,
+            message,
+        )?;
         let ProviderCommand::Download {
             amount_mills,
             control_total_mills,
@@ -511,10 +520,11 @@ impl Module {
         package.descending = descending;
         package.control_total = control_total;
         package.last_provider_sequence = message.body.sequence;
-        package.last_transaction = Some(now);
-        let out = self.seal_package(&package)?;
+        let (out, checkpoint) =
+            self.commit_package(&mut package, TransactionType::Download, amount_mills, now)?;
         Ok(Outcome::new(Response::PsdUpdated {
             package: out,
+            checkpoint,
             state: package.state,
         })
         .with("device", package.device.to_string())
@@ -524,23 +534,64 @@ impl Module {
         .with("sequence", message.body.sequence.to_string()))
     }
 
-    /// Create Indicium (seed 002, its steps 1 to 12). The checks run in the
-    /// seed's order, each with its own error, and a refusal changes nothing:
-    /// package authentic and leased, meter number, user, client challenge,
-    /// client MAC under that user's key, postage within the module's limits
-    /// (and the piece's other fields valid), DR sufficient. Then DR -= value
-    /// and AR += value, piece counter + 1, the version-1 indicium is signed,
-    /// and the answer carries the old challenge and a new one, MAC'd with
-    /// the user's key.
+    /// Create Indicium and Create Correction Indicium (seed 002, its steps
+    /// 1 to 12). The checks run in the seed's order, each with its own
+    /// error, and a refusal changes nothing: package authentic and leased,
+    /// meter number, user, client challenge, client MAC under that user's
+    /// key, postage within the module's limits (and the piece's other fields
+    /// valid), DR sufficient. Then DR -= value and AR += value, piece
+    /// counter + 1, the version-1 indicium is signed, and the answer carries
+    /// the old challenge and a new one, MAC'd with the user's key; the
+    /// package and the checkpoint are updated.
     pub(super) fn cmd_create_indicium(
         &mut self,
         sealed: &SealedPackage,
+        checkpoint: Option<&SignedCheckpoint>,
         req: &IndiciumRequest,
+        correction: bool,
         now: i64,
     ) -> Result<Outcome, ModuleError> {
-        use postvault_indicium::{Indicium, MailCategory, MailingDate, Zip4};
+        let kind = if correction {
+            PsdCommandKind::CreateCorrectionIndicium
+        } else {
+            PsdCommandKind::CreateIndicium
+        };
         // Steps 1 and 2: the package is authentic and leased.
-        let mut package = self.open_package(PsdCommandKind::CreateIndicium, sealed)?;
+        let mut package = self.open_package(kind, sealed, checkpoint)?;
+        let issued = self.issue_indicium(&mut package, req, correction, now)?;
+        // Step 11: the package and the checkpoint.
+        let transaction = if correction {
+            TransactionType::CorrectionIndicium
+        } else {
+            TransactionType::Indicium
+        };
+        let (out, checkpoint) =
+            self.commit_package(&mut package, transaction, req.postage_mills, now)?;
+        // Step 12: the audit entry (written by the caller).
+        let mut o = Outcome::new(Response::IndiciumCreated {
+            package: out,
+            checkpoint,
+            indicium: issued.indicium,
+            old_challenge: issued.old_challenge,
+            new_challenge: issued.new_challenge,
+            mac: issued.mac,
+        });
+        o.data = issued.audit;
+        Ok(o)
+    }
+
+    /// Steps 3 to 10 of Create Indicium on an opened package: the checks in
+    /// the seed's order, then the registers, the signed indicium and the
+    /// MAC'd answer. The caller seals the package (step 11). On error the
+    /// package may be half-changed: callers drop it.
+    pub(super) fn issue_indicium(
+        &mut self,
+        package: &mut PsdPackage,
+        req: &IndiciumRequest,
+        correction: bool,
+        now: i64,
+    ) -> Result<IssuedPiece, ModuleError> {
+        use postvault_indicium::{Indicium, MailCategory, MailingDate, Zip4};
         let device_id = package.device.to_string();
         // Step 3: the meter number.
         if req.device_id != device_id {
@@ -549,16 +600,17 @@ impl Module {
                 req.device_id
             )));
         }
-        let user = package
+        let user_index = package
             .users
             .iter()
-            .find(|u| u.user_id == req.user_id)
+            .position(|u| u.user_id == req.user_id)
             .ok_or_else(|| {
                 ModuleError::Rejected(format!(
                     "user {:?} is not a user of meter {device_id}",
                     req.user_id
                 ))
             })?;
+        let user = package.users[user_index].clone();
         // Step 4: the challenge (FIG. 5's chain).
         let old_challenge = match package.last_challenge {
             Some(c) if hash::ct_eq(&c, &req.challenge) => c,
@@ -569,21 +621,17 @@ impl Module {
             }
         };
         // Step 5: the user's key, and the request MAC under it.
-        let kek = self.package_kek(&package, now)?;
-        let hmac_key = postvault_crypto::aead::open(
-            &kek,
-            &psd::user_key_aad(&package.device, &user.user_id),
-            &user.hmac_key_sealed,
-        )
-        .map_err(|_| {
-            ModuleError::Rejected(format!(
-                "the HMAC key of user {:?} in the package for {device_id} does not open",
-                user.user_id
-            ))
-        })?;
-        let hmac_key = SecretKey32::from_slice(hmac_key.expose_secret())?;
+        let hmac_key = self.user_hmac_key(package, &user, now)?;
         if !hash::hmac_sha256_verify(&hmac_key, &[&req.mac_bytes()], &req.mac) {
             return Err(ModuleError::Rejected("request MAC does not verify".into()));
+        }
+        // The user may print (multi-user meters, FIG. 8).
+        check_user_usable(&user, now)?;
+        if !user.privileges.create_indicia {
+            return Err(ModuleError::Rejected(format!(
+                "user {:?} of meter {device_id} does not hold the create-indicia privilege",
+                user.user_id
+            )));
         }
         // Step 6: the value within the module's limits; the piece's fields.
         let postage = req.postage_mills;
@@ -604,7 +652,14 @@ impl Module {
         })?;
         let category = MailCategory::from_bytes(req.category)
             .map_err(|e| ModuleError::Invalid(format!("mail category: {e}")))?;
-        if category == MailCategory::CORRECTION || category == MailCategory::REFUND {
+        if correction && category != MailCategory::CORRECTION {
+            return Err(ModuleError::Invalid(format!(
+                "a correction indicium must have mail category {}, not {category}",
+                MailCategory::CORRECTION
+            )));
+        }
+        if !correction && (category == MailCategory::CORRECTION || category == MailCategory::REFUND)
+        {
             return Err(ModuleError::Invalid(format!(
                 "mail category {category} is for correction and refund indicia, not Create Indicium"
             )));
@@ -619,6 +674,19 @@ impl Module {
                 licensing_zip / 10_000
             )));
         }
+        // The user's own limit on total postage.
+        let user_total = user
+            .total_postage_mills
+            .checked_add(postage)
+            .filter(|t| user.max_total_postage_mills.is_none_or(|max| *t <= max))
+            .ok_or_else(|| {
+                ModuleError::Rejected(format!(
+                    "user {:?} may print at most {} mills in total and has printed {} mills; the piece needs {postage} mills",
+                    user.user_id,
+                    user.max_total_postage_mills.unwrap_or(u64::MAX),
+                    user.total_postage_mills
+                ))
+            })?;
         // Step 7: the DR is sufficient.
         package.check_registers()?;
         if package.descending < postage {
@@ -637,6 +705,7 @@ impl Module {
             ModuleError::Internal(format!("PSD {device_id}: piece counter overflow"))
         })?;
         package.check_registers()?;
+        package.users[user_index].total_postage_mills = user_total;
         let descending_register = u32::try_from(package.descending).map_err(|_| {
             ModuleError::Internal(format!(
                 "PSD {device_id}: DR {} mills does not fit the indicium",
@@ -661,7 +730,7 @@ impl Module {
         let payload = indicium
             .payload()
             .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?;
-        indicium.signature = self.package_signing_key(&package, now)?.sign(&payload)?;
+        indicium.signature = self.package_signing_key(package, now)?.sign(&payload)?;
         let bytes = indicium
             .to_bytes()
             .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?
@@ -670,26 +739,54 @@ impl Module {
         let new_challenge: [u8; 16] = self.rng.array()?;
         let mac =
             psd::indicium_response_mac_with(&hmac_key, &bytes, &old_challenge, &new_challenge);
-        // Step 11: the package.
         package.last_challenge = Some(new_challenge);
-        package.last_transaction = Some(now);
-        let out = self.seal_package(&package)?;
-        // Step 12: the audit entry (written by the caller).
-        Ok(Outcome::new(Response::IndiciumCreated {
-            package: out,
+        Ok(IssuedPiece {
             indicium: bytes,
             old_challenge,
             new_challenge,
             mac,
+            audit: vec![
+                ("device", device_id),
+                ("user", req.user_id.clone()),
+                ("postage_mills", postage.to_string()),
+                ("ascending_mills", package.ascending.to_string()),
+                ("descending_mills", package.descending.to_string()),
+                ("piece", package.piece_count.to_string()),
+                ("category", category.to_string()),
+            ],
         })
-        .with("device", device_id)
-        .with("user", req.user_id.clone())
-        .with("postage_mills", postage.to_string())
-        .with("ascending_mills", package.ascending.to_string())
-        .with("descending_mills", package.descending.to_string())
-        .with("piece", package.piece_count.to_string())
-        .with("category", category.to_string()))
     }
+}
+
+/// What [`Module::issue_indicium`] produced.
+pub(super) struct IssuedPiece {
+    /// The signed indicium.
+    pub indicium: Vec<u8>,
+    /// The request's challenge.
+    pub old_challenge: [u8; 16],
+    /// The next challenge.
+    pub new_challenge: [u8; 16],
+    /// The answer's MAC.
+    pub mac: [u8; 32],
+    /// The audit entry's data.
+    pub audit: AuditData,
+}
+
+/// Refuses a meter user who is locked out or whose account has expired.
+pub(super) fn check_user_usable(user: &PsdUser, now: i64) -> Result<(), ModuleError> {
+    if user.locked() {
+        return Err(ModuleError::Rejected(format!(
+            "user {:?} is locked after {} failed password checks; a customer administrator must unlock them",
+            user.user_id, user.failures
+        )));
+    }
+    if user.account_expires.is_some_and(|t| now >= t) {
+        return Err(ModuleError::Rejected(format!(
+            "the account of user {:?} has expired; a customer administrator must extend it",
+            user.user_id
+        )));
+    }
+    Ok(())
 }
 
 /// The uncompressed point of an ECDSA P-256 SubjectPublicKeyInfo.

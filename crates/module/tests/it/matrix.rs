@@ -15,20 +15,21 @@
 //! in Error state), audited whenever the module has an audit chain and is not
 //! in Error. Combinations no module can be in are checked against the table
 //! directly ([`UNREACHABLE`]), and the test counts that every one of the
-//! 7 x 9 x 39 triples was checked one way or the other.
+//! 7 x 9 x 55 triples was checked one way or the other.
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use postvault_crypto::{Faults, TestName};
+use postvault_module::checkpoint::{Checkpoint, ModuleTotals, SignedCheckpoint, TransactionType};
 use postvault_module::error::ModuleError;
 use postvault_module::keys::{KeyToken, KeyType, KeyUsage};
 use postvault_module::module::AuditFault;
 use postvault_module::nvm::NVM_FILE;
 use postvault_module::protocol::{AccountSettings, CryptoCardKeys, EncryptedShare, MksSlot};
 use postvault_module::psd::{
-    DeviceId, HpkeSealed, IndiciumRequest, ProviderBody, ProviderCommand, ProviderMessage,
-    SealedPackage,
+    DeviceId, HpkeSealed, IndiciumItem, IndiciumRequest, ProviderBody, ProviderCommand,
+    ProviderMessage, SealedPackage, UserOperation, UserRequest,
 };
 use postvault_module::table::{self, Audit, CommandKind};
 use postvault_module::{Module, ModuleClient, ModuleState, Password, Request, Role};
@@ -100,6 +101,16 @@ use crate::common::*;
 ///   CA by the certificate, the provider by its signature, Configure PSD
 ///   not at all), not by logon (table.rs records the choice); the handlers
 ///   check the authenticators (tested in `psd_lifecycle.rs`).
+/// - CreateCorrectionIndicium, CreateIndicia, CreateRefundIndicium,
+///   BeginPasswordReset, CompletePasswordReset, RetrievePsdStatus,
+///   PsdUserCommand, PsdUserLogon, AutoRecoverCheckpoint, RetrieveCheckpoint:
+///   Operational, every role, like the PSD commands above: each is
+///   authenticated per command (user MAC or password, provider signature,
+///   the new key's MAC) or reads and changes nothing (status, checkpoint), or
+///   can only accept the module's own older record (auto-recover).
+/// - AcceptCheckpoint: the operator's disaster-recovery step (seed 002:
+///   "operator intervention"); it changes the module itself, so like the
+///   other such commands it is the Security Officer's, in Administrative.
 /// - CreateIndicium: Operational, every role: the customer is authenticated
 ///   per command by the request's MAC under their key, held in the package
 ///   (seed 002, step 5), not by logon (tested in `psd_indicium.rs`).
@@ -149,6 +160,17 @@ ConfigurePsd            | -      | -            | *           | -              |
 AuthorizeCustomer       | -      | -            | *           | -              | -         | -         | -
 DownloadPostageValue    | -      | -            | *           | -              | -         | -         | -
 CreateIndicium          | -      | -            | *           | -              | -         | -         | -
+CreateCorrectionIndicium | -      | -            | *           | -              | -         | -         | -
+CreateIndicia           | -      | -            | *           | -              | -         | -         | -
+CreateRefundIndicium    | -      | -            | *           | -              | -         | -         | -
+BeginPasswordReset      | -      | -            | *           | -              | -         | -         | -
+CompletePasswordReset   | -      | -            | *           | -              | -         | -         | -
+RetrievePsdStatus       | -      | -            | *           | -              | -         | -         | -
+PsdUserCommand          | -      | -            | *           | -              | -         | -         | -
+PsdUserLogon            | -      | -            | *           | -              | -         | -         | -
+AutoRecoverCheckpoint   | -      | -            | *           | -              | -         | -         | -
+RetrieveCheckpoint      | -      | -            | *           | -              | -         | -         | -
+AcceptCheckpoint        | -      | -            | -           | SO             | -         | -         | -
 ";
 
 /// Combinations no module can be in, with the reason. They are checked
@@ -181,7 +203,7 @@ pub const UNREACHABLE: &[(ModuleState, &[Role], &str)] = &[
     ),
 ];
 
-const TOTAL: usize = 7 * 9 * 44;
+const TOTAL: usize = 7 * 9 * 55;
 
 fn role_code(code: &str) -> Role {
     match code {
@@ -230,7 +252,7 @@ pub fn expected() -> BTreeMap<(String, usize), Vec<Role>> {
             out.insert((cells[0].to_string(), i), roles);
         }
     }
-    assert_eq!(seen.len(), 44, "EXPECTED must have a row for every command");
+    assert_eq!(seen.len(), 55, "EXPECTED must have a row for every command");
     out
 }
 
@@ -250,7 +272,7 @@ fn expect(
 #[test]
 fn table_agrees_with_the_expected_grid_on_every_triple() {
     let grid = expected();
-    assert_eq!(CommandKind::ALL.len(), 44);
+    assert_eq!(CommandKind::ALL.len(), 55);
     let mut differences = Vec::new();
     let mut checked = 0;
     for state in ModuleState::ALL {
@@ -348,6 +370,25 @@ fn bogus_package() -> SealedPackage {
         mks_id: [7; 16],
         mks_generation: 1,
         sealed: vec![0; 60],
+    }
+}
+
+fn bogus_checkpoint() -> SignedCheckpoint {
+    SignedCheckpoint {
+        checkpoint: Checkpoint {
+            version: 1,
+            module_id: [0; 16],
+            seq: 1,
+            device_id: "0042-0001-00000017".into(),
+            transaction: TransactionType::Download,
+            amount_mills: 1,
+            ascending_mills: 0,
+            descending_mills: 1,
+            time: 1,
+            totals: ModuleTotals::default(),
+            package_digest: [0; 32],
+        },
+        mac: [0; 32],
     }
 }
 
@@ -484,13 +525,16 @@ pub fn harmless(kind: CommandKind) -> Request {
             },
         },
         CommandKind::RetrievePsdPublicKey => Request::RetrievePsdPublicKey {
+            checkpoint: None,
             package: bogus_package(),
         },
         CommandKind::AuthorizePsd => Request::AuthorizePsd {
+            checkpoint: None,
             package: bogus_package(),
             certificate_der: vec![1, 2, 3],
         },
         CommandKind::ConfigurePsd => Request::ConfigurePsd {
+            checkpoint: None,
             package: bogus_package(),
             secrets: HpkeSealed {
                 enc: vec![0; 32],
@@ -498,6 +542,7 @@ pub fn harmless(kind: CommandKind) -> Request {
             },
         },
         CommandKind::AuthorizeCustomer => Request::AuthorizeCustomer {
+            checkpoint: None,
             package: bogus_package(),
             message: bogus_message(ProviderCommand::AuthorizeCustomer {
                 licensing_zip: 100_010_001,
@@ -505,6 +550,7 @@ pub fn harmless(kind: CommandKind) -> Request {
             }),
         },
         CommandKind::DownloadPostageValue => Request::DownloadPostageValue {
+            checkpoint: None,
             package: bogus_package(),
             message: bogus_message(ProviderCommand::Download {
                 amount_mills: 1,
@@ -512,8 +558,71 @@ pub fn harmless(kind: CommandKind) -> Request {
             }),
         },
         CommandKind::CreateIndicium => Request::CreateIndicium {
+            checkpoint: None,
             package: bogus_package(),
             request: bogus_indicium_request(),
+        },
+        CommandKind::CreateCorrectionIndicium => Request::CreateCorrectionIndicium {
+            checkpoint: None,
+            package: bogus_package(),
+            request: bogus_indicium_request(),
+        },
+        CommandKind::CreateIndicia => Request::CreateIndicia {
+            checkpoint: None,
+            items: vec![IndiciumItem {
+                package: bogus_package(),
+                request: bogus_indicium_request(),
+            }],
+        },
+        CommandKind::CreateRefundIndicium => Request::CreateRefundIndicium {
+            checkpoint: None,
+            package: bogus_package(),
+            message: bogus_message(ProviderCommand::Refund { date: 20_261_123 }),
+        },
+        CommandKind::BeginPasswordReset => Request::BeginPasswordReset {
+            checkpoint: None,
+            package: bogus_package(),
+            message: bogus_message(ProviderCommand::BeginPasswordReset {
+                user_id: "nobody".into(),
+            }),
+        },
+        CommandKind::CompletePasswordReset => Request::CompletePasswordReset {
+            checkpoint: None,
+            package: bogus_package(),
+            secrets: HpkeSealed {
+                enc: vec![0; 32],
+                ciphertext: vec![0; 48],
+            },
+        },
+        CommandKind::RetrievePsdStatus => Request::RetrievePsdStatus {
+            checkpoint: None,
+            package: bogus_package(),
+        },
+        CommandKind::PsdUserCommand => Request::PsdUserCommand {
+            checkpoint: None,
+            package: bogus_package(),
+            request: UserRequest {
+                device_id: "0042-0001-00000017".into(),
+                user_id: "nobody".into(),
+                challenge: [0; 16],
+                operation: UserOperation::ListUsers,
+                mac: [0; 32],
+            },
+        },
+        CommandKind::PsdUserLogon => Request::PsdUserLogon {
+            checkpoint: None,
+            package: bogus_package(),
+            logon: HpkeSealed {
+                enc: vec![0; 32],
+                ciphertext: vec![0; 48],
+            },
+        },
+        CommandKind::AutoRecoverCheckpoint => Request::AutoRecoverCheckpoint {
+            checkpoint: bogus_checkpoint(),
+        },
+        CommandKind::RetrieveCheckpoint => Request::RetrieveCheckpoint,
+        CommandKind::AcceptCheckpoint => Request::AcceptCheckpoint {
+            checkpoint: Some(bogus_checkpoint()),
         },
     };
     assert_eq!(req.kind(), kind);

@@ -35,6 +35,8 @@ fn init_psd(c: &mut ModuleClient, device: DeviceId) -> (SealedPackage, Vec<u8>) 
 fn retrieve(c: &mut ModuleClient, package: &SealedPackage) -> Result<PsdPublicKey, ModuleError> {
     match c.run(&Request::RetrievePsdPublicKey {
         package: package.clone(),
+
+        checkpoint: None,
     }) {
         Ok(Response::PsdPublicKey(p)) => Ok(p),
         Ok(other) => panic!("unexpected {other:?}"),
@@ -258,7 +260,7 @@ InitializePsd            | - | - | - | - | - | -
 AuthorizePsd             | x | - | - | - | - | -
 ConfigurePsd             | - | x | - | - | - | -
 AuthorizeCustomer        | - | - | x | - | - | -
-DownloadPostageValue     | - | - | - | x | - | -
+DownloadPostageValue     | - | - | - | x | x | -
 CreateIndicium           | - | - | - | x | - | -
 CreateCorrectionIndicium | - | - | - | x | - | -
 CreateRefundIndicium     | - | - | - | x | x | -
@@ -266,11 +268,11 @@ BeginPasswordReset       | - | - | - | x | - | -
 CompletePasswordReset    | - | - | - | - | x | -
 RetrievePsdStatus        | x | x | x | x | x | x
 RetrievePsdPublicKey     | x | x | x | x | x | x
-AutoRecoverCheckpoint    | - | - | - | x | x | -
 AddPsdUser               | - | - | - | x | - | -
 DeletePsdUser            | - | - | - | x | - | -
 ModifyPsdUser            | - | - | - | x | - | -
 ListPsdUsers             | - | - | - | x | - | -
+UserLogon                | - | - | - | x | - | -
 ";
 
 #[test]

@@ -37,6 +37,8 @@ impl Client {
         m.time_for(&cert);
         let req = Request::AuthorizePsd {
             package: m.package.clone(),
+
+            checkpoint: m.checkpoint.clone(),
             certificate_der: cert.clone(),
         };
         m.updated(req, PsdState::Unleased);
@@ -44,8 +46,12 @@ impl Client {
         let req = m.configure_request(secrets);
         let challenge = match ok(&mut m.c, req) {
             Response::PsdConfigured {
-                package, challenge, ..
+                package,
+                challenge,
+                checkpoint,
+                ..
             } => {
+                m.checkpoint = Some(checkpoint);
                 m.package = package;
                 challenge
             }
@@ -79,6 +85,8 @@ impl Client {
     fn send(&self, request: IndiciumRequest) -> Request {
         Request::CreateIndicium {
             package: self.m.package.clone(),
+
+            checkpoint: self.m.checkpoint.clone(),
             request,
         }
     }
@@ -94,7 +102,9 @@ impl Client {
                 old_challenge,
                 new_challenge,
                 mac,
+                checkpoint,
             } => {
+                self.m.checkpoint = Some(checkpoint);
                 assert_eq!(
                     old_challenge, self.challenge,
                     "the answer names our challenge"
@@ -344,6 +354,8 @@ fn a_package_that_is_not_leased_is_refused() {
     };
     let req = Request::CreateIndicium {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         request,
     };
     let e = m.refused(req);

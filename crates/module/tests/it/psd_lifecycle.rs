@@ -12,6 +12,7 @@ use postvault_crypto::Faults;
 use postvault_crypto::ecdsa::{EcdsaP256KeyPair, public_key_to_pem};
 use postvault_crypto::hpke::HpkeKeyPair;
 use postvault_crypto::rng::Rng;
+use postvault_module::checkpoint::SignedCheckpoint;
 use postvault_module::error::ModuleError;
 use postvault_module::nvm::NvmStore;
 use postvault_module::protocol::{CryptoCardKeys, CryptoCardOutput};
@@ -155,6 +156,8 @@ pub(crate) struct Meter {
     pub(crate) package: SealedPackage,
     pub(crate) public_key: Vec<u8>,
     pub(crate) seq: u64,
+    /// The database's copy of the module's newest checkpoint.
+    pub(crate) checkpoint: Option<SignedCheckpoint>,
 }
 
 impl Meter {
@@ -201,6 +204,7 @@ impl Meter {
             package,
             public_key,
             seq: 0,
+            checkpoint: None,
         }
     }
 
@@ -230,8 +234,13 @@ impl Meter {
 
     pub(crate) fn updated(&mut self, req: Request, state: PsdState) {
         match ok(&mut self.c, req) {
-            Response::PsdUpdated { package, state: s } => {
+            Response::PsdUpdated {
+                package,
+                state: s,
+                checkpoint,
+            } => {
                 assert_eq!(s, state);
+                self.checkpoint = Some(checkpoint);
                 assert_eq!(self.retrieve_state(&package), state);
                 self.package = package;
             }
@@ -244,6 +253,8 @@ impl Meter {
             &mut self.c,
             Request::RetrievePsdPublicKey {
                 package: package.clone(),
+
+                checkpoint: self.checkpoint.clone(),
             },
         ) {
             Response::PsdPublicKey(p) => p.state,
@@ -257,6 +268,8 @@ impl Meter {
         self.time_for(&cert);
         let req = Request::AuthorizePsd {
             package: self.package.clone(),
+
+            checkpoint: self.checkpoint.clone(),
             certificate_der: cert,
         };
         self.updated(req, PsdState::Unleased);
@@ -284,6 +297,8 @@ impl Meter {
     pub(crate) fn configure_request(&self, secrets: HpkeSealed) -> Request {
         Request::ConfigurePsd {
             package: self.package.clone(),
+
+            checkpoint: self.checkpoint.clone(),
             secrets,
         }
     }
@@ -297,7 +312,9 @@ impl Meter {
                 package,
                 challenge,
                 mac,
+                checkpoint,
             } => {
+                self.checkpoint = Some(checkpoint);
                 assert_eq!(
                     mac,
                     psd::configure_mac(&HMAC_KEY, &DEVICE, USER, &challenge),
@@ -330,6 +347,8 @@ impl Meter {
         });
         Request::AuthorizeCustomer {
             package: self.package.clone(),
+
+            checkpoint: self.checkpoint.clone(),
             message,
         }
     }
@@ -351,6 +370,8 @@ impl Meter {
         });
         Request::DownloadPostageValue {
             package: self.package.clone(),
+
+            checkpoint: self.checkpoint.clone(),
             message,
         }
     }
@@ -431,6 +452,8 @@ fn a_psd_goes_from_raw_to_leased_and_takes_two_downloads() {
         &mut m.c,
         Request::RetrievePsdPublicKey {
             package: m.package.clone(),
+
+            checkpoint: m.checkpoint.clone(),
         },
     ) {
         Response::PsdPublicKey(p) => assert_eq!(p.certificate_serial, Some(0x0203_0405)),
@@ -488,6 +511,8 @@ fn authorize_psd_refuses_a_certificate_from_another_ca() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
     assert_rejected(&m.refused(req), "does not verify with the CA certificate");
@@ -509,6 +534,8 @@ fn authorize_psd_refuses_a_certificate_for_another_key() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
     assert_rejected(&m.refused(req), "certifies another key");
@@ -529,6 +556,8 @@ fn authorize_psd_refuses_a_certificate_naming_another_device() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
     assert_rejected(&m.refused(req), "names device");
@@ -543,6 +572,8 @@ fn authorize_psd_refuses_an_expired_certificate() {
     m.set_time(not_after);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
     assert_rejected(&m.refused(req), "has expired");
@@ -556,6 +587,8 @@ fn authorize_psd_refuses_a_certificate_not_yet_valid() {
     m.set_time(not_before - 1);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
     assert_rejected(&m.refused(req), "not valid yet");
@@ -567,6 +600,8 @@ fn authorize_psd_runs_once() {
     m.authorize_psd();
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: m.good_cert(),
     };
     let e = m.refused(req);
@@ -589,6 +624,8 @@ fn authorize_psd_needs_a_ca_certificate_in_the_crypto_card() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
     let e = m.refused(req);
@@ -603,6 +640,8 @@ fn authorize_psd_refuses_garbage() {
     let mut m = Meter::new();
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         certificate_der: vec![0x30, 0x03, 1, 2, 3],
     };
     assert_invalid(&m.refused(req), "not a DER X.509 certificate");
@@ -617,7 +656,7 @@ fn configure_psd_refuses_secrets_sealed_to_another_key() {
     let req = m.configure_request(secrets);
     assert_rejected(
         &m.refused(req),
-        "customer secrets do not open with this deployment's registration key",
+        "sealed secrets do not open with this deployment's registration key",
     );
     m.configure();
 }
@@ -628,7 +667,7 @@ fn configure_psd_refuses_secrets_sealed_for_another_device() {
     m.authorize_psd();
     let secrets = m.secrets_for(OTHER_DEVICE, &m.registration.clone(), PASSWORD);
     let req = m.configure_request(secrets);
-    assert_rejected(&m.refused(req), "customer secrets do not open");
+    assert_rejected(&m.refused(req), "sealed secrets do not open");
     m.configure();
 }
 
@@ -701,6 +740,8 @@ fn authorize_customer_refuses_another_devices_message() {
     let signature = m.provider.sign(&body.signing_bytes()).unwrap();
     let req = Request::AuthorizeCustomer {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         message: ProviderMessage { body, signature },
     };
     assert_rejected(&m.refused(req), "is for device");
@@ -722,6 +763,8 @@ fn authorize_customer_refuses_a_replayed_sequence() {
     let signature = m.provider.sign(&body.signing_bytes()).unwrap();
     let req = Request::AuthorizeCustomer {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         message: ProviderMessage { body, signature },
     };
     assert_rejected(&m.refused(req), "replayed provider message");
@@ -748,6 +791,8 @@ fn authorize_customer_refuses_a_bad_licensing_zip() {
         });
         let req = Request::AuthorizeCustomer {
             package: m.package.clone(),
+
+            checkpoint: m.checkpoint.clone(),
             message,
         };
         assert_invalid(&m.refused(req), "licensing ZIP");
@@ -764,6 +809,8 @@ fn authorize_customer_refuses_a_download_message() {
     });
     let req = Request::AuthorizeCustomer {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         message,
     };
     assert_invalid(&m.refused(req), "not an Authorize Customer command");
@@ -811,6 +858,8 @@ fn download_refuses_a_replay_of_the_same_signed_message() {
     };
     let replay = Request::DownloadPostageValue {
         package: m.package.clone(),
+
+        checkpoint: m.checkpoint.clone(),
         message,
     };
     assert_rejected(&m.refused(replay), "replayed provider message");
@@ -838,7 +887,7 @@ fn provider_signing_bytes_are_domain_separated() {
     let body = ProviderBody {
         device_id: DEVICE.to_string(),
         sequence: 1,
-        command: ProviderCommand::Refund {},
+        command: ProviderCommand::Refund { date: 20_261_123 },
     };
     let bytes = body.signing_bytes();
     assert!(bytes.starts_with(psd::PROVIDER_SIGNING_PREFIX));
@@ -882,6 +931,8 @@ fn a_broken_register_invariant_is_an_internal_error() {
         password_history: Vec::new(),
         piece_count: 0,
         last_provider_sequence: 0,
+        reset_user: None,
+        stamp: None,
     };
     assert_eq!(p.check_registers(), Ok(()));
     p.descending += 1;
