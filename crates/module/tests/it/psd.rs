@@ -35,7 +35,6 @@ fn init_psd(c: &mut ModuleClient, device: DeviceId) -> (SealedPackage, Vec<u8>) 
 fn retrieve(c: &mut ModuleClient, package: &SealedPackage) -> Result<PsdPublicKey, ModuleError> {
     match c.run(&Request::RetrievePsdPublicKey {
         package: package.clone(),
-
         checkpoint: None,
     }) {
         Ok(Response::PsdPublicKey(p)) => Ok(p),

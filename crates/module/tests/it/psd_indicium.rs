@@ -16,28 +16,27 @@ use crate::psd_lifecycle::{
 };
 
 /// The date of mailing of the test pieces.
-const DATE: u32 = 20_261_123;
+pub(crate) const DATE: u32 = 20_261_123;
 /// An addressed piece's destination (20500-0001).
-const DESTINATION: u32 = 205_000_001;
+pub(crate) const DESTINATION: u32 = 205_000_001;
 
 /// A leased meter with the client's view: the PSD certificate and the
 /// module's last challenge.
-struct Client {
-    m: Meter,
-    cert: Vec<u8>,
-    challenge: [u8; 16],
+pub(crate) struct Client {
+    pub(crate) m: Meter,
+    pub(crate) cert: Vec<u8>,
+    pub(crate) challenge: [u8; 16],
 }
 
 impl Client {
     /// Raw -> leased (keeping the certificate and the Configure PSD
     /// challenge), then a download of `amount` mills (none if 0).
-    fn funded(amount: u64) -> Self {
+    pub(crate) fn funded(amount: u64) -> Self {
         let mut m = Meter::new();
         let cert = m.good_cert();
         m.time_for(&cert);
         let req = Request::AuthorizePsd {
             package: m.package.clone(),
-
             checkpoint: m.checkpoint.clone(),
             certificate_der: cert.clone(),
         };
@@ -66,7 +65,7 @@ impl Client {
 
     /// A first-class, addressed piece from the licensing ZIP, MAC'd with
     /// the customer's key and carrying the current challenge.
-    fn request(&self, postage_mills: u64) -> IndiciumRequest {
+    pub(crate) fn request(&self, postage_mills: u64) -> IndiciumRequest {
         let mut req = IndiciumRequest {
             device_id: DEVICE.to_string(),
             user_id: USER.into(),
@@ -82,10 +81,9 @@ impl Client {
         req
     }
 
-    fn send(&self, request: IndiciumRequest) -> Request {
+    pub(crate) fn send(&self, request: IndiciumRequest) -> Request {
         Request::CreateIndicium {
             package: self.m.package.clone(),
-
             checkpoint: self.m.checkpoint.clone(),
             request,
         }
@@ -93,7 +91,7 @@ impl Client {
 
     /// Creates an indicium; checks the response MAC and the challenge
     /// chain, stores the new package and challenge, returns the indicium.
-    fn create(&mut self, request: IndiciumRequest) -> Indicium {
+    pub(crate) fn create(&mut self, request: IndiciumRequest) -> Indicium {
         let req = self.send(request);
         match ok(&mut self.m.c, req) {
             Response::IndiciumCreated {
@@ -134,7 +132,13 @@ impl Client {
     }
 
     /// Creates a `postage` piece and checks its registers and counter.
-    fn create_checked(&mut self, postage: u64, ar: u64, dr: u32, piece: u64) -> Indicium {
+    pub(crate) fn create_checked(
+        &mut self,
+        postage: u64,
+        ar: u64,
+        dr: u32,
+        piece: u64,
+    ) -> Indicium {
         let i = self.create(self.request(postage));
         assert_eq!(u64::from(i.postage), postage);
         assert_eq!(i.ascending_register, ar);
@@ -146,14 +150,14 @@ impl Client {
     }
 
     #[track_caller]
-    fn refused(&mut self, request: IndiciumRequest) -> ModuleError {
+    pub(crate) fn refused(&mut self, request: IndiciumRequest) -> ModuleError {
         let req = self.send(request);
         self.m.refused(req)
     }
 }
 
 /// Sets `req.mac` under the customer's key.
-fn mac(req: &mut IndiciumRequest) {
+pub(crate) fn mac(req: &mut IndiciumRequest) {
     req.mac = psd::indicium_request_mac(&HMAC_KEY, req);
 }
 
@@ -354,7 +358,6 @@ fn a_package_that_is_not_leased_is_refused() {
     };
     let req = Request::CreateIndicium {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         request,
     };

@@ -253,7 +253,6 @@ impl Meter {
             &mut self.c,
             Request::RetrievePsdPublicKey {
                 package: package.clone(),
-
                 checkpoint: self.checkpoint.clone(),
             },
         ) {
@@ -268,7 +267,6 @@ impl Meter {
         self.time_for(&cert);
         let req = Request::AuthorizePsd {
             package: self.package.clone(),
-
             checkpoint: self.checkpoint.clone(),
             certificate_der: cert,
         };
@@ -297,7 +295,6 @@ impl Meter {
     pub(crate) fn configure_request(&self, secrets: HpkeSealed) -> Request {
         Request::ConfigurePsd {
             package: self.package.clone(),
-
             checkpoint: self.checkpoint.clone(),
             secrets,
         }
@@ -347,7 +344,6 @@ impl Meter {
         });
         Request::AuthorizeCustomer {
             package: self.package.clone(),
-
             checkpoint: self.checkpoint.clone(),
             message,
         }
@@ -370,7 +366,6 @@ impl Meter {
         });
         Request::DownloadPostageValue {
             package: self.package.clone(),
-
             checkpoint: self.checkpoint.clone(),
             message,
         }
@@ -452,7 +447,6 @@ fn a_psd_goes_from_raw_to_leased_and_takes_two_downloads() {
         &mut m.c,
         Request::RetrievePsdPublicKey {
             package: m.package.clone(),
-
             checkpoint: m.checkpoint.clone(),
         },
     ) {
@@ -511,7 +505,6 @@ fn authorize_psd_refuses_a_certificate_from_another_ca() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
@@ -534,7 +527,6 @@ fn authorize_psd_refuses_a_certificate_for_another_key() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
@@ -556,7 +548,6 @@ fn authorize_psd_refuses_a_certificate_naming_another_device() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
@@ -572,7 +563,6 @@ fn authorize_psd_refuses_an_expired_certificate() {
     m.set_time(not_after);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
@@ -587,7 +577,6 @@ fn authorize_psd_refuses_a_certificate_not_yet_valid() {
     m.set_time(not_before - 1);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
@@ -600,7 +589,6 @@ fn authorize_psd_runs_once() {
     m.authorize_psd();
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: m.good_cert(),
     };
@@ -624,7 +612,6 @@ fn authorize_psd_needs_a_ca_certificate_in_the_crypto_card() {
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: cert,
     };
@@ -640,7 +627,6 @@ fn authorize_psd_refuses_garbage() {
     let mut m = Meter::new();
     let req = Request::AuthorizePsd {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         certificate_der: vec![0x30, 0x03, 1, 2, 3],
     };
@@ -740,7 +726,6 @@ fn authorize_customer_refuses_another_devices_message() {
     let signature = m.provider.sign(&body.signing_bytes()).unwrap();
     let req = Request::AuthorizeCustomer {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         message: ProviderMessage { body, signature },
     };
@@ -763,7 +748,6 @@ fn authorize_customer_refuses_a_replayed_sequence() {
     let signature = m.provider.sign(&body.signing_bytes()).unwrap();
     let req = Request::AuthorizeCustomer {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         message: ProviderMessage { body, signature },
     };
@@ -791,7 +775,6 @@ fn authorize_customer_refuses_a_bad_licensing_zip() {
         });
         let req = Request::AuthorizeCustomer {
             package: m.package.clone(),
-
             checkpoint: m.checkpoint.clone(),
             message,
         };
@@ -809,7 +792,6 @@ fn authorize_customer_refuses_a_download_message() {
     });
     let req = Request::AuthorizeCustomer {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         message,
     };
@@ -858,7 +840,6 @@ fn download_refuses_a_replay_of_the_same_signed_message() {
     };
     let replay = Request::DownloadPostageValue {
         package: m.package.clone(),
-
         checkpoint: m.checkpoint.clone(),
         message,
     };
