@@ -235,6 +235,9 @@ pub struct Module {
     export: Option<ExportJob>,
     import: Option<ImportJob>,
     keep_on_error: bool,
+    /// Indicium signing keys already unwrapped, by token digest (see
+    /// `package_signing_key`); cleared with the keys that sealed them.
+    signing_keys: HashMap<[u8; 32], Arc<EcdsaP256KeyPair>>,
     _lock: File,
 }
 
@@ -293,6 +296,7 @@ impl Module {
             export: None,
             import: None,
             keep_on_error: false,
+            signing_keys: HashMap::new(),
             _lock: lock,
         };
         m.boot();
@@ -1031,6 +1035,7 @@ impl Module {
     }
 
     fn zeroize_all(&mut self) {
+        self.signing_keys.clear();
         // Dropping the values zeroizes them (Zeroizing / aws-lc key types).
         self.nvm.mks_active = None;
         self.nvm.mks_dormant = None;
@@ -1054,6 +1059,7 @@ impl Module {
     }
 
     fn erase_all(&mut self) {
+        self.signing_keys.clear();
         self.nvm = NvmImage::empty();
         self.nvm_readable = true;
         self.audit_key = None;
@@ -1240,6 +1246,7 @@ impl Module {
             Request::ImportShare { share } => self.cmd_import_share(&me, share),
             Request::CombineShares => self.cmd_combine(),
             Request::ActivateMks => {
+                self.signing_keys.clear();
                 let newer = match (&self.nvm.mks_active, &self.nvm.mks_dormant) {
                     (Some(a), Some(d)) => d.generation > a.generation,
                     _ => false,
@@ -1256,6 +1263,7 @@ impl Module {
                     .with("generation", info.generation.to_string()))
             }
             Request::DeleteDormantMks => {
+                self.signing_keys.clear();
                 let d = self
                     .nvm
                     .mks_dormant

@@ -5,6 +5,10 @@
 use super::*;
 use crate::checkpoint::{SignedCheckpoint, TransactionType};
 
+/// How many unwrapped indicium keys a module keeps (the meters it serves
+/// most); the cache is emptied when full.
+const SIGNING_KEY_CACHE: usize = 4096;
+
 impl Module {
     /// Initialize PSD (seed 002): a new package in raw state.
     pub(super) fn cmd_initialize_psd(&mut self, device: &DeviceId) -> Result<Outcome, ModuleError> {
@@ -96,7 +100,7 @@ impl Module {
 
     /// Retrieve PSD Public Key (seed 001: a No-Role service).
     pub(super) fn cmd_retrieve_psd_public_key(
-        &self,
+        &mut self,
         sealed: &SealedPackage,
         checkpoint: Option<&SignedCheckpoint>,
         now: i64,
@@ -114,7 +118,7 @@ impl Module {
 
     /// The package's indicium public key, from its signing key token.
     pub(super) fn package_public_key(
-        &self,
+        &mut self,
         package: &PsdPackage,
         now: i64,
     ) -> Result<[u8; ecdsa::PUBLIC_KEY_LEN], ModuleError> {
@@ -122,11 +126,20 @@ impl Module {
     }
 
     /// The package's indicium key pair, from its signing key token.
+    ///
+    /// Unwrapping a token and loading the P-256 key costs more than the
+    /// signature itself, so the module keeps the keys it has loaded, by
+    /// the SHA-256 of the token (its MKS, identity and sealed bytes), for
+    /// the meters it serves; the cache lives only in the module's memory,
+    /// is bounded, and is dropped with Zeroize, Reset and MKS changes. A
+    /// token is only reached through a package that opened under the
+    /// active MKS, so a cached key is never used for a package the module
+    /// would refuse.
     pub(super) fn package_signing_key(
-        &self,
+        &mut self,
         package: &PsdPackage,
         now: i64,
-    ) -> Result<EcdsaP256KeyPair, ModuleError> {
+    ) -> Result<Arc<EcdsaP256KeyPair>, ModuleError> {
         let token = &package.signing_key;
         if token.key_type != KeyType::EcdsaP256
             || token.usage != KeyUsage::IndiciumSigning
@@ -137,8 +150,28 @@ impl Module {
                 package.device
             )));
         }
+        if token.expires.is_some_and(|t| now >= t) {
+            // Let unwrap report the expiry; never serve it from the cache.
+            self.active_mks()?.unwrap(token, now)?;
+        }
+        let digest = hash::sha256(&[
+            b"postvault signing key cache v1",
+            &token.mks_id,
+            &token.mks_generation.to_be_bytes(),
+            token.identity.as_bytes(),
+            &[0],
+            &token.sealed,
+        ]);
+        if let Some(key) = self.signing_keys.get(&digest) {
+            return Ok(key.clone());
+        }
         let key = self.active_mks()?.unwrap(token, now)?;
-        Ok(EcdsaP256KeyPair::from_pkcs8(&key)?)
+        let pair = Arc::new(EcdsaP256KeyPair::from_pkcs8(&key)?);
+        if self.signing_keys.len() >= SIGNING_KEY_CACHE {
+            self.signing_keys.clear();
+        }
+        self.signing_keys.insert(digest, pair.clone());
+        Ok(pair)
     }
 
     /// The package's key-encrypting key (EDEK_psd), from its token.

@@ -13,5 +13,6 @@ mod nvm;
 mod psd;
 mod psd_indicium;
 mod psd_lifecycle;
+mod psd_property;
 mod selftest;
 mod session;

@@ -92,7 +92,7 @@ fn make_ca(dir: &Path, name: &str) -> Vec<u8> {
 
 /// A PSD certificate for `public_key` naming `cn`, issued by CA `ca` (see
 /// [`make_ca`]) with serial `serial` (hex), valid `days` from now; DER.
-fn make_psd_cert(
+pub(crate) fn make_psd_cert(
     dir: &Path,
     ca: &str,
     public_key: &[u8],
@@ -132,7 +132,7 @@ fn make_psd_cert(
 }
 
 /// (not_before, not_after) of a certificate, Unix seconds.
-fn validity(der: &[u8]) -> (i64, i64) {
+pub(crate) fn validity(der: &[u8]) -> (i64, i64) {
     let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
     (
         cert.validity().not_before.timestamp(),
