@@ -19,9 +19,14 @@
 //! accepts the database's state (Accept Checkpoint, the seed's "operator
 //! intervention, using the disaster recovery process").
 //!
-//! Each record also carries the SHA-256 of the sealed package the
-//! transaction produced, so a stale package of the meter the module last
-//! served is refused even when the checkpoint itself is current.
+//! Every package a module produces carries a stamp (the module and its
+//! checkpoint number). The module remembers, for the
+//! [`RECENT_METERS_KEPT`] meters it served most recently, the number of its
+//! newest transaction on each, and the numbers a recovered rollback
+//! discarded: a package it stamped earlier for one of those meters, or
+//! with a discarded number, is refused as stale even when the database's
+//! checkpoint is current. Each record also carries the SHA-256 of the
+//! package(s) the transaction produced, for auditors.
 use serde::{Deserialize, Serialize};
 
 use postvault_crypto::{SecretKey32, hash};
@@ -30,6 +35,11 @@ use crate::keys::Mks;
 
 /// How many checkpoint records a module keeps (the newest and two older).
 pub const CHECKPOINTS_KEPT: usize = 3;
+
+/// How many meters a module remembers its newest transaction on (stale
+/// packages of these are refused; beyond them only the database rollback
+/// check of the checkpoints and the audit log protect).
+pub const RECENT_METERS_KEPT: usize = 4096;
 
 /// Current [`Checkpoint`] format version.
 pub const CHECKPOINT_VERSION: u8 = 1;
@@ -119,7 +129,9 @@ pub struct Checkpoint {
     pub time: i64,
     /// The module's totals after the transaction.
     pub totals: ModuleTotals,
-    /// SHA-256 of the sealed package the transaction produced.
+    /// SHA-256 of the sealed package the transaction produced
+    /// ([`package_digest`]); for a batch, the SHA-256 of its packages'
+    /// digests in item order.
     #[serde(with = "crate::serde_hex::array32")]
     pub package_digest: [u8; 32],
 }

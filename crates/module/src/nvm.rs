@@ -19,7 +19,7 @@ use crate::types::ModuleState;
 pub const NVM_FILE: &str = "nvm.sealed";
 const NVM_TMP: &str = "nvm.sealed.tmp";
 const NVM_AAD: &[u8] = b"postvault module NVM v1";
-const NVM_VERSION: u32 = 1;
+const NVM_VERSION: u32 = 2;
 
 /// Where a simulated power loss strikes while the NVM is being written
 /// (used by the crash tests; `None` in production).
@@ -98,6 +98,13 @@ pub struct NvmImage {
     /// The last checkpoint sequence number given out; never decreases (a
     /// recovered rollback does not reuse numbers).
     pub checkpoint_counter: u64,
+    /// The newest checkpoint number at which this module changed each
+    /// meter it served recently (at most `checkpoint::RECENT_METERS_KEPT`):
+    /// a package it stamped earlier for one of these is stale.
+    pub recent_meters: std::collections::BTreeMap<crate::psd::DeviceId, u64>,
+    /// Checkpoint numbers (inclusive ranges) whose transactions a recovered
+    /// rollback discarded: packages stamped with them are refused.
+    pub discarded: Vec<(u64, u64)>,
     /// Why PSD processing is inhibited (a failed Auto-Recover Checkpoint),
     /// until a Security Officer runs Accept Checkpoint.
     pub psd_inhibited: Option<String>,
@@ -120,6 +127,8 @@ impl NvmImage {
             error: None,
             checkpoints: Vec::new(),
             checkpoint_counter: 0,
+            recent_meters: Default::default(),
+            discarded: Vec::new(),
             psd_inhibited: None,
         }
     }

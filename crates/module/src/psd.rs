@@ -358,7 +358,7 @@ pub const DEFAULT_USER_FAILURE_LIMIT: u32 = 5;
 /// Default lifetime of a meter user's password: 90 days, seconds.
 pub const DEFAULT_PASSWORD_PERIOD_SECS: i64 = 90 * 24 * 3600;
 
-/// How many recent password hashes a package keeps (no reuse).
+/// How many recent password hashes a user's repetition list keeps.
 pub const PASSWORD_HISTORY_LEN: usize = 5;
 
 /// One user of a PSD (the single customer, or each user of a multi-user
@@ -391,6 +391,9 @@ pub struct PsdUser {
     pub max_total_postage_mills: Option<u64>,
     /// Postage this user has printed in total, mills.
     pub total_postage_mills: u64,
+    /// The user's recent password hashes, newest last (the seed's
+    /// passphrase repetition list: a new password must not be one of them).
+    pub password_history: Vec<String>,
 }
 
 impl PsdUser {
@@ -448,8 +451,6 @@ pub struct PsdPackage {
     pub last_challenge: Option<[u8; 16]>,
     /// Key expiry, Unix seconds.
     pub key_expiry: Option<i64>,
-    /// Recent password hashes (no reuse).
-    pub password_history: Vec<String>,
     /// Pieces printed.
     pub piece_count: u64,
     /// Sequence number of the last provider message applied (replay

@@ -4,7 +4,8 @@
 //! Retrieve Checkpoint and Accept Checkpoint.
 use super::*;
 use crate::checkpoint::{
-    CHECKPOINT_VERSION, CHECKPOINTS_KEPT, Checkpoint, SignedCheckpoint, TransactionType,
+    CHECKPOINT_VERSION, CHECKPOINTS_KEPT, Checkpoint, RECENT_METERS_KEPT, SignedCheckpoint,
+    TransactionType,
 };
 use crate::psd::PackageStamp;
 
@@ -88,8 +89,8 @@ impl Module {
 
     /// Refuses a package this module produced that is older than the
     /// module's own newer transaction on the same meter (a stale package),
-    /// or newer than its newest checkpoint (a transaction discarded by a
-    /// recovered rollback).
+    /// that comes from a transaction a recovered rollback discarded, or
+    /// that is newer than the module's newest checkpoint.
     pub(super) fn check_stamp(&self, package: &PsdPackage) -> Result<(), ModuleError> {
         let Some(stamp) = package.stamp else {
             return Ok(());
@@ -97,28 +98,58 @@ impl Module {
         if stamp.module_id != self.nvm.module_id {
             return Ok(());
         }
-        let Some(newest) = self.nvm.checkpoints.last() else {
-            return Ok(());
-        };
-        let device = package.device.to_string();
-        if stamp.seq > newest.seq {
+        let device = package.device;
+        if self
+            .nvm
+            .discarded
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&stamp.seq))
+        {
             return Err(ModuleError::CheckpointMismatch(format!(
-                "the package for {device} comes from this module's transaction {}, which is newer than its newest checkpoint {} (a transaction discarded by a rollback); use the database's package",
+                "the package for {device} comes from this module's transaction {}, which a recovered rollback discarded; use the database's package",
+                stamp.seq
+            )));
+        }
+        if let Some(newest) = self.nvm.checkpoints.last()
+            && stamp.seq > newest.seq
+        {
+            return Err(ModuleError::CheckpointMismatch(format!(
+                "the package for {device} comes from this module's transaction {}, which is newer than its newest checkpoint {}; use the database's package",
                 stamp.seq, newest.seq
             )));
         }
-        if let Some(later) = self
-            .nvm
-            .checkpoints
-            .iter()
-            .find(|c| c.device_id == device && c.seq > stamp.seq)
+        if let Some(later) = self.nvm.recent_meters.get(&device)
+            && *later > stamp.seq
         {
             return Err(ModuleError::CheckpointMismatch(format!(
-                "stale package for {device}: it was produced by this module's transaction {}, but the module has since made transaction {} ({}) on this meter; the database returned an old copy of the package",
-                stamp.seq, later.seq, later.transaction
+                "stale package for {device}: it was produced by this module's transaction {}, but the module has since made transaction {later} on this meter; the database returned an old copy of the package",
+                stamp.seq
             )));
         }
         Ok(())
+    }
+
+    /// Remembers that transaction `seq` changed `device` (bounded: the
+    /// oldest quarter is forgotten when the table is full).
+    pub(super) fn note_meter(&mut self, device: DeviceId, seq: u64) {
+        let recent = &mut self.nvm.recent_meters;
+        recent.insert(device, seq);
+        if recent.len() > RECENT_METERS_KEPT {
+            let mut seqs: Vec<u64> = recent.values().copied().collect();
+            seqs.sort_unstable();
+            let cut = seqs[seqs.len() - RECENT_METERS_KEPT * 3 / 4];
+            recent.retain(|_, s| *s >= cut);
+        }
+    }
+
+    /// Forgets transactions after `seq` (a recovered or accepted rollback):
+    /// their numbers are discarded and the meters they touched forgotten.
+    fn discard_after(&mut self, seq: u64) {
+        let counter = self.nvm.checkpoint_counter;
+        if seq < counter {
+            self.nvm.discarded.push((seq + 1, counter));
+        }
+        self.nvm.recent_meters.retain(|_, s| *s <= seq);
     }
 
     /// The stamp the next checkpointed transaction gives its packages.
@@ -195,6 +226,7 @@ impl Module {
         package.stamp = Some(stamp);
         package.last_transaction = Some(now);
         let sealed = self.seal_package(package)?;
+        self.note_meter(package.device, stamp.seq);
         let checkpoint = self.record_checkpoint(
             stamp,
             package.device.to_string(),
@@ -245,6 +277,7 @@ impl Module {
             }
         };
         let discarded: Vec<Checkpoint> = self.nvm.checkpoints.drain(keep..).collect();
+        self.discard_after(given.checkpoint.seq);
         let mut out = Outcome::new(Response::CheckpointRecovered {
             discarded: discarded.len() as u32,
             checkpoint: given.clone(),
@@ -292,6 +325,7 @@ impl Module {
             Some(g) => {
                 self.verify_checkpoint(g)?;
                 let c = g.checkpoint.clone();
+                self.discard_after(c.seq);
                 self.nvm.checkpoint_counter = self.nvm.checkpoint_counter.max(c.seq);
                 let out = Outcome::new(Response::Done)
                     .with("checkpoint", c.seq.to_string())
@@ -301,6 +335,7 @@ impl Module {
             }
             None => {
                 self.nvm.checkpoints.clear();
+                self.nvm.recent_meters.clear();
                 Outcome::new(Response::Done).with("checkpoint", "none")
             }
         };

@@ -12,6 +12,9 @@ const SIGNING_KEY_CACHE: usize = 4096;
 impl Module {
     /// Initialize PSD (seed 002): a new package in raw state.
     pub(super) fn cmd_initialize_psd(&mut self, device: &DeviceId) -> Result<Outcome, ModuleError> {
+        if let Some(why) = &self.nvm.psd_inhibited {
+            return Err(ModuleError::Inhibited(why.clone()));
+        }
         device.validate()?;
         let identity = device.identity();
         let signing = EcdsaP256KeyPair::generate(&self.faults)?;
@@ -57,7 +60,6 @@ impl Module {
             last_transaction: None,
             last_challenge: None,
             key_expiry: None,
-            password_history: Vec::new(),
             piece_count: 0,
             last_provider_sequence: 0,
             reset_user: None,
@@ -361,7 +363,8 @@ impl Module {
         let mut package = self.open_package(PsdCommandKind::ConfigurePsd, sealed, checkpoint)?;
         let device_id = package.device.to_string();
         let customer = self.open_customer_secrets(&package, secrets)?;
-        let (hmac_key_sealed, password_hash) = self.new_user_secret(&package, &customer, now)?;
+        let (hmac_key_sealed, password_hash) =
+            self.new_user_secret(&package, &customer, &[], now)?;
         let challenge: [u8; 16] = self.rng.array()?;
         let mac = psd::configure_mac(
             &customer.hmac_key,
@@ -382,8 +385,8 @@ impl Module {
             failure_limit: psd::DEFAULT_USER_FAILURE_LIMIT,
             max_total_postage_mills: None,
             total_postage_mills: 0,
+            password_history: vec![password_hash],
         }];
-        package.password_history = vec![password_hash];
         package.last_challenge = Some(challenge);
         package.state = PsdState::Assigned;
         let (out, checkpoint) =

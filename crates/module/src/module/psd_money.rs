@@ -133,6 +133,7 @@ impl Module {
         let mut digest = Vec::with_capacity(items.len() * 32);
         let mut total: u64 = 0;
         let mut last = None;
+        let mut devices = Vec::new();
         for item in items {
             let result = if seen.insert(item.package.device_id.clone()) {
                 self.batch_item(item, stamp, now)
@@ -143,12 +144,13 @@ impl Module {
                 )))
             };
             match result {
-                Ok((issued, piece, registers)) => {
+                Ok((issued, piece, registers, device)) => {
                     total = total
                         .checked_add(item.request.postage_mills)
                         .ok_or_else(|| ModuleError::Internal("batch total overflow".into()))?;
                     digest.extend_from_slice(&crate::checkpoint::package_digest(&issued.package));
                     last = Some((item.package.device_id.clone(), registers));
+                    devices.push(device);
                     extra.push(("ok".to_string(), piece.audit));
                     results.push(Ok(issued));
                 }
@@ -168,6 +170,9 @@ impl Module {
             }
         }
         let issued = results.iter().filter(|r| r.is_ok()).count();
+        for device in devices {
+            self.note_meter(device, stamp.seq);
+        }
         let checkpoint = match last {
             None => None,
             Some((device, registers)) => {
@@ -206,7 +211,7 @@ impl Module {
         item: &IndiciumItem,
         stamp: psd::PackageStamp,
         now: i64,
-    ) -> Result<(IssuedIndicium, IssuedPiece, (u64, u64)), ModuleError> {
+    ) -> Result<(IssuedIndicium, IssuedPiece, (u64, u64), DeviceId), ModuleError> {
         let mut package = PsdPackage::open(
             &item.package,
             self.nvm.mks_active.as_ref(),
@@ -228,6 +233,7 @@ impl Module {
             },
             piece,
             (package.ascending, package.descending),
+            package.device,
         ))
     }
 }

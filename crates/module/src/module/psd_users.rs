@@ -15,6 +15,9 @@ use crate::psd::{
 /// The most users one meter may have.
 pub const MAX_PSD_USERS: usize = 100;
 
+/// What a failed PSD User Logon says, whether the user exists or not.
+const WRONG_PASSWORD: &str = "unknown user or wrong password";
+
 impl Module {
     /// Opens customer secrets HPKE-sealed to the registration key for this
     /// meter, and checks the user ID and password strength.
@@ -57,19 +60,21 @@ impl Module {
     }
 
     /// A user's new secret as the package keeps it: the HMAC key sealed
-    /// under the package KEK, and the Argon2id hash of the password (which
-    /// must not be one of the package's recent ones).
+    /// under the package KEK, and the Argon2id hash of the password, which
+    /// must not be in `history`, that user's own repetition list (never
+    /// another user's: that would tell one user another's password).
     pub(super) fn new_user_secret(
         &mut self,
         package: &PsdPackage,
         customer: &CustomerSecrets,
+        history: &[String],
         now: i64,
     ) -> Result<(Vec<u8>, String), ModuleError> {
-        for old in &package.password_history {
+        for old in history {
             if password::verify_password(old, customer.password.as_bytes()).unwrap_or(false) {
                 return Err(ModuleError::PasswordRejected(format!(
-                    "this password was used recently on meter {}; choose another",
-                    package.device
+                    "user {:?} used this password recently on meter {}; choose another",
+                    customer.user_id, package.device
                 )));
             }
         }
@@ -170,6 +175,8 @@ impl Module {
             }
         };
         let mut data: AuditData = vec![("device", device_id.clone()), ("user", me.user_id.clone())];
+        // The next challenge, drawn first so that a status answer names it.
+        let new_challenge: [u8; 16] = self.rng.array()?;
         let answer = match &req.operation {
             UserOperation::AddUser {
                 secrets,
@@ -197,7 +204,7 @@ impl Module {
                 }
                 check_settings(settings)?;
                 let (hmac_key_sealed, password_hash) =
-                    self.new_user_secret(&package, &customer, now)?;
+                    self.new_user_secret(&package, &customer, &[], now)?;
                 let period = settings
                     .password_period_secs
                     .unwrap_or(psd::DEFAULT_PASSWORD_PERIOD_SECS);
@@ -216,8 +223,8 @@ impl Module {
                         .unwrap_or(psd::DEFAULT_USER_FAILURE_LIMIT),
                     max_total_postage_mills: settings.max_total_postage_mills.filter(|m| *m != 0),
                     total_postage_mills: 0,
+                    password_history: vec![password_hash],
                 });
-                remember_password(&mut package, password_hash);
                 data.push(("operation", "add-user".into()));
                 data.push(("target", customer.user_id.clone()));
                 data.push(("role", role.to_string()));
@@ -233,7 +240,7 @@ impl Module {
                 }
                 let i = user_index(&package, user_id)?;
                 package.users.remove(i);
-                check_an_administrator_remains(&package)?;
+                check_an_administrator_remains(&package, now)?;
                 data.push(("operation", "delete-user".into()));
                 data.push(("target", user_id.clone()));
                 UserAnswer::Done
@@ -253,6 +260,16 @@ impl Module {
                 }
                 if new_secrets.is_some() && *user_id != me.user_id {
                     need(me.privileges.reset_password, "reset-password")?;
+                    let target = &package.users[i];
+                    if !privileges_within(&target.privileges, &me.privileges)
+                        || (target.role == Role::CustomerAdministrator
+                            && me.role != Role::CustomerAdministrator)
+                    {
+                        return Err(ModuleError::Rejected(format!(
+                            "user {:?} may not reset the secrets of {user_id:?}, who holds a role or privileges {:?} does not (that would take over a stronger account)",
+                            me.user_id, me.user_id
+                        )));
+                    }
                 }
                 if !administers && new_secrets.is_none() {
                     return Err(ModuleError::Invalid(
@@ -269,15 +286,16 @@ impl Module {
                             customer.user_id
                         )));
                     }
+                    let history = package.users[i].password_history.clone();
                     let (hmac_key_sealed, password_hash) =
-                        self.new_user_secret(&package, &customer, now)?;
+                        self.new_user_secret(&package, &customer, &history, now)?;
                     let u = &mut package.users[i];
                     u.hmac_key_sealed = hmac_key_sealed;
                     u.password_hash = password_hash.clone();
                     u.password_expires =
                         (u.password_period_secs > 0).then_some(now + u.password_period_secs);
                     u.failures = 0;
-                    remember_password(&mut package, password_hash);
+                    remember_password(u, password_hash);
                     data.push(("new_secrets", "yes".into()));
                 }
                 let u = &mut package.users[i];
@@ -290,7 +308,7 @@ impl Module {
                     u.failures = 0;
                     data.push(("unlock", "yes".into()));
                 }
-                check_an_administrator_remains(&package)?;
+                check_an_administrator_remains(&package, now)?;
                 data.push(("operation", "modify-user".into()));
                 data.push(("target", user_id.clone()));
                 UserAnswer::Done
@@ -303,7 +321,11 @@ impl Module {
             UserOperation::RetrieveStatus => {
                 need(me.privileges.retrieve_status, "retrieve-status")?;
                 data.push(("operation", "retrieve-status".into()));
-                UserAnswer::Status(package.status())
+                UserAnswer::Status(psd::PsdStatus {
+                    challenge: Some(new_challenge),
+                    last_transaction: Some(now),
+                    ..package.status()
+                })
             }
             UserOperation::RetrievePublicKey => {
                 need(me.privileges.retrieve_public_key, "retrieve-public-key")?;
@@ -311,7 +333,6 @@ impl Module {
                 UserAnswer::PublicKey(self.package_public_key(&package, now)?.to_vec())
             }
         };
-        let new_challenge: [u8; 16] = self.rng.array()?;
         let mac = hash::hmac_sha256(
             &key,
             &[
@@ -362,7 +383,29 @@ impl Module {
                 ));
             }
         }
-        let i = user_index(&package, &logon.user_id)?;
+        let Some(i) = package
+            .users
+            .iter()
+            .position(|u| u.user_id == logon.user_id)
+        else {
+            // Answered like a wrong password: the answer does not tell
+            // whether the user exists.
+            let challenge: [u8; 16] = self.rng.array()?;
+            package.last_challenge = Some(challenge);
+            let (out, checkpoint) =
+                self.commit_package(&mut package, TransactionType::Users, 0, now)?;
+            return Ok(Outcome::new(Response::PsdLogon {
+                package: out,
+                checkpoint,
+                accepted: false,
+                challenge,
+                reason: Some(WRONG_PASSWORD.into()),
+            })
+            .with("device", device_id)
+            .with("user", logon.user_id.clone())
+            .with("accepted", "false")
+            .with("reason", "unknown user"));
+        };
         let user = &mut package.users[i];
         let reason = if user.locked() {
             Some(format!(
@@ -376,17 +419,7 @@ impl Module {
             ))
         } else if !password::verify_password(&user.password_hash, logon.password.as_bytes())? {
             user.failures += 1;
-            Some(if user.locked() {
-                format!(
-                    "wrong password; user {:?} is now locked after {} failures",
-                    user.user_id, user.failures
-                )
-            } else {
-                format!(
-                    "wrong password ({} of {} failures allowed)",
-                    user.failures, user.failure_limit
-                )
-            })
+            Some(WRONG_PASSWORD.into())
         } else {
             user.failures = 0;
             user.password_expires.filter(|t| now >= *t).map(|_| {
@@ -485,13 +518,15 @@ impl Module {
             )));
         }
         let i = user_index(&package, &reset_user)?;
-        let (hmac_key_sealed, password_hash) = self.new_user_secret(&package, &customer, now)?;
+        let history = package.users[i].password_history.clone();
+        let (hmac_key_sealed, password_hash) =
+            self.new_user_secret(&package, &customer, &history, now)?;
         let u = &mut package.users[i];
         u.hmac_key_sealed = hmac_key_sealed;
         u.password_hash = password_hash.clone();
         u.password_expires = (u.password_period_secs > 0).then_some(now + u.password_period_secs);
         u.failures = 0;
-        remember_password(&mut package, password_hash);
+        remember_password(u, password_hash);
         let challenge: [u8; 16] = self.rng.array()?;
         let mac = psd::configure_mac(
             &customer.hmac_key,
@@ -530,19 +565,34 @@ fn user_index(package: &PsdPackage, user_id: &str) -> Result<usize, ModuleError>
         })
 }
 
-/// Keeps the newest password hashes (no reuse).
-fn remember_password(package: &mut PsdPackage, hash: String) {
-    package.password_history.push(hash);
-    let excess = package
+/// Keeps the user's newest password hashes (no reuse).
+fn remember_password(user: &mut PsdUser, hash: String) {
+    user.password_history.push(hash);
+    let excess = user
         .password_history
         .len()
         .saturating_sub(psd::PASSWORD_HISTORY_LEN);
-    package.password_history.drain(..excess);
+    user.password_history.drain(..excess);
 }
 
-/// A meter must keep at least one user who can administer users.
-fn check_an_administrator_remains(package: &PsdPackage) -> Result<(), ModuleError> {
-    if package.users.iter().any(|u| u.privileges.administer_users) {
+/// True when every privilege in `a` is also in `b`.
+fn privileges_within(a: &psd::Privileges, b: &psd::Privileges) -> bool {
+    (!a.create_indicia || b.create_indicia)
+        && (!a.reset_password || b.reset_password)
+        && (!a.retrieve_status || b.retrieve_status)
+        && (!a.retrieve_public_key || b.retrieve_public_key)
+        && (!a.administer_users || b.administer_users)
+}
+
+/// A meter must keep at least one user who can administer users and whose
+/// account has not expired (a locked one can still be recovered by the
+/// provider's password reset).
+fn check_an_administrator_remains(package: &PsdPackage, now: i64) -> Result<(), ModuleError> {
+    if package
+        .users
+        .iter()
+        .any(|u| u.privileges.administer_users && u.account_expires.is_none_or(|t| now < t))
+    {
         Ok(())
     } else {
         Err(ModuleError::Invalid(format!(

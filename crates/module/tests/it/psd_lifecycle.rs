@@ -909,7 +909,6 @@ fn a_broken_register_invariant_is_an_internal_error() {
         last_transaction: None,
         last_challenge: None,
         key_expiry: None,
-        password_history: Vec::new(),
         piece_count: 0,
         last_provider_sequence: 0,
         reset_user: None,
