@@ -1481,6 +1481,7 @@ impl Module {
                 checkpoint,
                 logon,
             } => self.cmd_psd_user_logon(package, checkpoint.as_ref(), logon, now),
+            Request::TranslatePackage { package } => self.cmd_translate_package(package, now),
             Request::AutoRecoverCheckpoint { checkpoint } => self.cmd_auto_recover(checkpoint),
             Request::RetrieveCheckpoint => self.cmd_retrieve_checkpoint(),
             Request::AcceptCheckpoint { checkpoint } => {

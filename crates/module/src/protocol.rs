@@ -397,6 +397,13 @@ pub enum Request {
         /// `psd::UserLogon`, sealed with `psd::seal_user_logon`.
         logon: HpkeSealed,
     },
+    /// Translate Package: re-seals a package (and the key tokens inside it)
+    /// from the previous MKS under the active one, after a rollover. The
+    /// package's content does not change.
+    TranslatePackage {
+        /// The package, sealed under the previous (dormant) MKS.
+        package: SealedPackage,
+    },
     /// Auto-Recover Checkpoint: accepts the database's checkpoint when it is
     /// one of the module's two older ones, auditing the discarded
     /// transactions; otherwise PSD processing stops until Accept Checkpoint.
@@ -702,6 +709,11 @@ pub enum Response {
     },
     /// Retrieve PSD Status.
     PsdStatus(PsdStatus),
+    /// Translate Package: the package under the active MKS.
+    PsdTranslated {
+        /// The package, sealed under the active MKS.
+        package: SealedPackage,
+    },
     /// A meter user's request: the answer, MAC'd under their key.
     PsdUserAnswer {
         /// The updated sealed package (new challenge).

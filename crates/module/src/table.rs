@@ -57,6 +57,10 @@
 //!   Retrieve Checkpoint (read-only), and Auto-Recover Checkpoint (the
 //!   server's recovery step; it can only accept one of the module's own
 //!   older records).
+//! - Translate Package is open to every role in Operational state too: the
+//!   server re-seals every package after an MKS rollover, and translation
+//!   can only re-seal a package that is already this deployment's, without
+//!   changing it.
 //! - Accept Checkpoint, the operator's step after a failed recovery, is the
 //!   Security Officer's in Administrative state, like the other commands
 //!   that change the module itself; it is always signed in the audit.
@@ -124,6 +128,7 @@ pub enum CommandKind {
     AutoRecoverCheckpoint,
     RetrieveCheckpoint,
     AcceptCheckpoint,
+    TranslatePackage,
 }
 
 /// How a command is audited.
@@ -307,6 +312,7 @@ pub const RULES: &[Rule] = &[
         &[S::Administrative],
         &[R::SecurityOfficer],
     ),
+    rule(C::TranslatePackage, &[S::Operational], ANYONE),
 ];
 
 /// True when `kind` may run in `state` for `role`.
@@ -318,7 +324,7 @@ pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
 
 impl CommandKind {
     /// Every command.
-    pub const ALL: [CommandKind; 55] = [
+    pub const ALL: [CommandKind; 56] = [
         C::CloseSession,
         C::GetStatus,
         C::StartInitialization,
@@ -374,6 +380,7 @@ impl CommandKind {
         C::AutoRecoverCheckpoint,
         C::RetrieveCheckpoint,
         C::AcceptCheckpoint,
+        C::TranslatePackage,
     ];
 
     /// The command's attributes.
@@ -415,7 +422,8 @@ impl CommandKind {
             | C::CompletePasswordReset
             | C::PsdUserCommand
             | C::PsdUserLogon
-            | C::AutoRecoverCheckpoint => (false, Audit::Entry),
+            | C::AutoRecoverCheckpoint
+            | C::TranslatePackage => (false, Audit::Entry),
             C::StartInitialization
             | C::SetClock
             | C::BeginAdmin
@@ -499,6 +507,7 @@ impl CommandKind {
             C::AutoRecoverCheckpoint => "AutoRecoverCheckpoint",
             C::RetrieveCheckpoint => "RetrieveCheckpoint",
             C::AcceptCheckpoint => "AcceptCheckpoint",
+            C::TranslatePackage => "TranslatePackage",
         }
     }
 }
@@ -562,6 +571,7 @@ impl Request {
             Request::AutoRecoverCheckpoint { .. } => C::AutoRecoverCheckpoint,
             Request::RetrieveCheckpoint => C::RetrieveCheckpoint,
             Request::AcceptCheckpoint { .. } => C::AcceptCheckpoint,
+            Request::TranslatePackage { .. } => C::TranslatePackage,
         }
     }
 }

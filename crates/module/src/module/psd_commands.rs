@@ -77,6 +77,49 @@ impl Module {
         .with("public_key_kcv", kcv))
     }
 
+    /// Translate Package (after an MKS rollover): opens a package sealed
+    /// under the previous MKS, re-wraps its key tokens and seals it under the
+    /// active MKS. Nothing else in it changes (no checkpoint: it is not a
+    /// PSD transaction).
+    pub(super) fn cmd_translate_package(
+        &mut self,
+        sealed: &SealedPackage,
+        now: i64,
+    ) -> Result<Outcome, ModuleError> {
+        let (old, new) = match (&self.nvm.mks_dormant, &self.nvm.mks_active) {
+            (Some(d), Some(a)) if d.generation < a.generation => (d, a),
+            _ => {
+                return Err(ModuleError::KeyState(
+                    "translation needs a previous (dormant) MKS and a newer active one".into(),
+                ));
+            }
+        };
+        if sealed.mks_id == new.id && sealed.mks_generation == new.generation {
+            return Err(ModuleError::Invalid(format!(
+                "the package for {} is already sealed under the active MKS (generation {})",
+                sealed.device_id, new.generation
+            )));
+        }
+        let mut package = PsdPackage::open(sealed, Some(old), None)?;
+        for token in [&mut package.signing_key, &mut package.kek] {
+            let key = old.unwrap(token, now)?;
+            *token = new.wrap(
+                &mut self.rng,
+                token.key_type,
+                token.usage,
+                token.expires,
+                token.exportable,
+                &token.identity,
+                key.expose_secret(),
+            )?;
+        }
+        let out = package.seal(new, &mut self.rng)?;
+        Ok(Outcome::new(Response::PsdTranslated { package: out })
+            .with("device", package.device.to_string())
+            .with("from_generation", old.generation.to_string())
+            .with("to_generation", new.generation.to_string()))
+    }
+
     /// Opens a sealed package for `kind`: authentic, under the active MKS,
     /// and in a PSD state `psd::PSD_RULES` allows for `kind`.
     ///

@@ -15,7 +15,7 @@
 //! in Error state), audited whenever the module has an audit chain and is not
 //! in Error. Combinations no module can be in are checked against the table
 //! directly ([`UNREACHABLE`]), and the test counts that every one of the
-//! 7 x 9 x 55 triples was checked one way or the other.
+//! 7 x 9 x 56 triples was checked one way or the other.
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -108,6 +108,9 @@ use crate::common::*;
 ///   authenticated per command (user MAC or password, provider signature,
 ///   the new key's MAC) or reads and changes nothing (status, checkpoint), or
 ///   can only accept the module's own older record (auto-recover).
+/// - TranslatePackage: Operational, every role (table.rs choice): the
+///   server re-seals packages after a rollover; it can only re-seal a
+///   package of this deployment, unchanged.
 /// - AcceptCheckpoint: the operator's disaster-recovery step (seed 002:
 ///   "operator intervention"); it changes the module itself, so like the
 ///   other such commands it is the Security Officer's, in Administrative.
@@ -170,6 +173,7 @@ PsdUserCommand          | -      | -            | *           | -              |
 PsdUserLogon            | -      | -            | *           | -              | -         | -         | -
 AutoRecoverCheckpoint   | -      | -            | *           | -              | -         | -         | -
 RetrieveCheckpoint      | -      | -            | *           | -              | -         | -         | -
+TranslatePackage        | -      | -            | *           | -              | -         | -         | -
 AcceptCheckpoint        | -      | -            | -           | SO             | -         | -         | -
 ";
 
@@ -203,7 +207,7 @@ pub const UNREACHABLE: &[(ModuleState, &[Role], &str)] = &[
     ),
 ];
 
-const TOTAL: usize = 7 * 9 * 55;
+const TOTAL: usize = 7 * 9 * 56;
 
 fn role_code(code: &str) -> Role {
     match code {
@@ -252,7 +256,7 @@ pub fn expected() -> BTreeMap<(String, usize), Vec<Role>> {
             out.insert((cells[0].to_string(), i), roles);
         }
     }
-    assert_eq!(seen.len(), 55, "EXPECTED must have a row for every command");
+    assert_eq!(seen.len(), 56, "EXPECTED must have a row for every command");
     out
 }
 
@@ -272,7 +276,7 @@ fn expect(
 #[test]
 fn table_agrees_with_the_expected_grid_on_every_triple() {
     let grid = expected();
-    assert_eq!(CommandKind::ALL.len(), 55);
+    assert_eq!(CommandKind::ALL.len(), 56);
     let mut differences = Vec::new();
     let mut checked = 0;
     for state in ModuleState::ALL {
@@ -621,6 +625,9 @@ pub fn harmless(kind: CommandKind) -> Request {
             checkpoint: bogus_checkpoint(),
         },
         CommandKind::RetrieveCheckpoint => Request::RetrieveCheckpoint,
+        CommandKind::TranslatePackage => Request::TranslatePackage {
+            package: bogus_package(),
+        },
         CommandKind::AcceptCheckpoint => Request::AcceptCheckpoint {
             checkpoint: Some(bogus_checkpoint()),
         },

@@ -219,12 +219,12 @@ fn a_package_of_another_deployment_is_refused() {
 }
 
 #[test]
-fn a_package_under_the_previous_mks_is_refused_until_translated() {
+fn a_package_under_the_previous_mks_is_refused_until_translated_then_works() {
     let f = Fixture::new();
     let m = f.open();
     let mut c = client(&m);
     master(&mut c);
-    let (package, _) = init_psd(&mut c, DEVICE);
+    let (package, public_key) = init_psd(&mut c, DEVICE);
     // Rollover: a new MKS is generated (dormant) and activated; the old one is dormant now.
     as_user(&mut c, "so", |c| {
         ok(c, Request::GenerateMks);
@@ -239,6 +239,25 @@ fn a_package_under_the_previous_mks_is_refused_until_translated() {
         other => panic!("{other:?}"),
     }
     assert_eq!(nvm_bytes(&f), nvm);
+    // Translate Package re-seals it under the new MKS: same PSD, same key.
+    let before = match ok(
+        &mut c,
+        Request::TranslatePackage {
+            package: package.clone(),
+        },
+    ) {
+        Response::PsdTranslated { package: p } => p,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(before.mks_generation, 2);
+    assert_eq!(before.device_id, package.device_id);
+    let translated = retrieve(&mut c, &before).expect("the translated package opens");
+    assert_eq!(translated.public_key, public_key);
+    // Translating it again is refused: it is under the active MKS already.
+    assert!(matches!(
+        run_err(&mut c, Request::TranslatePackage { package: before.clone() }),
+        ModuleError::Invalid(m) if m.contains("already sealed under the active MKS")
+    ));
     // A package made now is under the new MKS and opens.
     let (fresh, _) = init_psd(&mut c, DEVICE);
     assert_eq!(fresh.mks_generation, 2);
@@ -249,6 +268,8 @@ fn a_package_under_the_previous_mks_is_refused_until_translated() {
         retrieve(&mut c, &package),
         Err(ModuleError::Rejected(_))
     ));
+    // The translated one still works.
+    assert_eq!(retrieve(&mut c, &before).unwrap().public_key, public_key);
 }
 
 /// The PSD state table, written by hand from seed 002 (see `psd::PSD_RULES`
