@@ -1130,6 +1130,39 @@ fn changing_another_users_secrets_needs_reset_password() {
 }
 
 #[test]
+fn reset_password_cannot_take_over_a_stronger_account() {
+    let mut cl = with_clerk();
+    // CAROL may reset passwords and print, nothing else.
+    let resetter = Privileges {
+        reset_password: true,
+        ..Privileges::PRINT
+    };
+    let op = add_op(&cl, &CAROL, Role::Customer, resetter);
+    user_ok(&mut cl, &ADMIN, op);
+    // She may not replace the administrator's secrets (she would become them).
+    let hijack = Person {
+        key: [0x98; 32],
+        password: "carol-owns-alice-now",
+        ..ADMIN
+    };
+    let op = new_secrets(&cl, ADMIN.id, &hijack);
+    assert_rejected(
+        &user_refused(&mut cl, &CAROL, op),
+        "may not reset the secrets of \"alice\"",
+    );
+    print(&mut cl, &ADMIN, 500);
+    // She may reset BOB, whose privileges are within hers.
+    let reset = Person {
+        key: [0x97; 32],
+        password: "bob-reset-by-carol-ok",
+        ..BOB
+    };
+    let op = new_secrets(&cl, BOB.id, &reset);
+    user_ok(&mut cl, &CAROL, op);
+    print(&mut cl, &reset, 500);
+}
+
+#[test]
 fn a_replayed_user_request_is_refused() {
     let mut cl = with_clerk();
     let req = user_request(&cl, &ADMIN, UserOperation::ListUsers);
