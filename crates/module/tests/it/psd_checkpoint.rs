@@ -1219,3 +1219,45 @@ fn a_transaction_discarded_by_auto_recover_stays_discarded_after_another_meters_
     cl.m.checkpoint = Some(checkpoint8);
     cl.create_checked(500, 1_500, 8_500, 2);
 }
+
+#[test]
+fn a_power_loss_after_a_batch_reached_nvm_loses_none_of_its_audit_entries() {
+    let mut cl = Client::funded(10_000);
+    let from = audit_log(&cl.m.f).len();
+    let request = cl.request(700);
+    let batch = Request::CreateIndicia {
+        checkpoint: cl.m.checkpoint.clone(),
+        items: vec![postvault_module::psd::IndiciumItem {
+            package: cl.m.package.clone(),
+            request,
+        }],
+    };
+    // The NVM (with the batch's two entries pending) is written, then the
+    // power fails before the host stored the entries.
+    cl.m._m
+        .lock()
+        .unwrap()
+        .set_crash_at(Some(postvault_module::nvm::CrashPoint::AfterRename));
+    let e = run_err(&mut cl.m.c, batch);
+    assert!(matches!(e, ModuleError::Storage(_)), "{e:?}");
+    assert_eq!(
+        audit_log(&cl.m.f).len(),
+        from,
+        "the host has none of them yet"
+    );
+    let cl = restart(cl);
+    let log = audit_log(&cl.m.f);
+    let new = &log[from..];
+    assert_eq!(new.len(), 2, "boot handed over both: {new:?}");
+    assert_eq!(new[0].reason, "ok");
+    assert_eq!(new[0].data["postage_mills"], "700");
+    assert_eq!(new[1].command, "CreateIndicia");
+    assert_eq!(new[1].data["issued"], "1");
+    assert_eq!(new[1].seq, new[0].seq + 1);
+    assert_eq!(new[1].prev_hash, new[0].hash());
+    assert_eq!(
+        new[0].prev_hash,
+        log[from - 1].hash(),
+        "the chain has no hole"
+    );
+}
