@@ -672,38 +672,19 @@ impl Module {
     ) -> Result<IssuedPiece, ModuleError> {
         use postvault_indicium::{Indicium, MailCategory, MailingDate, Zip4};
         let device_id = package.device.to_string();
-        // Step 3: the meter number.
-        if req.device_id != device_id {
-            return Err(ModuleError::Rejected(format!(
-                "the indicium request is for device {:?}, but the package is {device_id}",
-                req.device_id
-            )));
-        }
-        let user_index = package
-            .users
-            .iter()
-            .position(|u| u.user_id == req.user_id)
-            .ok_or_else(|| {
-                ModuleError::Rejected(format!(
-                    "user {:?} is not a user of meter {device_id}",
-                    req.user_id
-                ))
-            })?;
+        // Steps 3 to 5: meter number, user, challenge, the MAC under the
+        // user's key.
+        let (user_index, hmac_key, old_challenge) = self.authenticate_user(
+            package,
+            "indicium request",
+            &req.device_id,
+            &req.user_id,
+            &req.challenge,
+            &req.mac_bytes(),
+            &req.mac,
+            now,
+        )?;
         let user = package.users[user_index].clone();
-        // Step 4: the challenge (FIG. 5's chain).
-        let old_challenge = match package.last_challenge {
-            Some(c) if hash::ct_eq(&c, &req.challenge) => c,
-            _ => {
-                return Err(ModuleError::Rejected(
-                    "stale or replayed request: challenge does not match".into(),
-                ));
-            }
-        };
-        // Step 5: the user's key, and the request MAC under it.
-        let hmac_key = self.user_hmac_key(package, &user, now)?;
-        if !hash::hmac_sha256_verify(&hmac_key, &[&req.mac_bytes()], &req.mac) {
-            return Err(ModuleError::Rejected("request MAC does not verify".into()));
-        }
         // The user may print (multi-user meters, FIG. 8).
         check_user_usable(&user, now)?;
         if !user.privileges.create_indicia {
@@ -834,6 +815,51 @@ impl Module {
                 ("category", category.to_string()),
             ],
         })
+    }
+
+    /// Authenticates a meter user's MAC'd request (seed 002, FIG. 5 and
+    /// create indicium steps 3 to 5): the request names this meter and a
+    /// user of it, carries the package's last challenge, and its MAC
+    /// verifies under that user's key. Returns the user's index, key and
+    /// the challenge consumed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn authenticate_user(
+        &self,
+        package: &PsdPackage,
+        what: &str,
+        device_id: &str,
+        user_id: &str,
+        challenge: &[u8; 16],
+        mac_bytes: &[u8],
+        mac: &[u8; 32],
+        now: i64,
+    ) -> Result<(usize, SecretKey32, [u8; 16]), ModuleError> {
+        let device = package.device.to_string();
+        if device_id != device {
+            return Err(ModuleError::Rejected(format!(
+                "the {what} is for device {device_id:?}, but the package is {device}"
+            )));
+        }
+        let index = package
+            .users
+            .iter()
+            .position(|u| u.user_id == user_id)
+            .ok_or_else(|| {
+                ModuleError::Rejected(format!("user {user_id:?} is not a user of meter {device}"))
+            })?;
+        let old_challenge = match package.last_challenge {
+            Some(c) if hash::ct_eq(&c, challenge) => c,
+            _ => {
+                return Err(ModuleError::Rejected(
+                    "stale or replayed request: challenge does not match".into(),
+                ));
+            }
+        };
+        let key = self.user_hmac_key(package, &package.users[index], now)?;
+        if !hash::hmac_sha256_verify(&key, &[mac_bytes], mac) {
+            return Err(ModuleError::Rejected("request MAC does not verify".into()));
+        }
+        Ok((index, key, old_challenge))
     }
 }
 

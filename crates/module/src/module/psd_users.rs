@@ -134,35 +134,17 @@ impl Module {
         };
         let mut package = self.open_package(kind, sealed, checkpoint)?;
         let device_id = package.device.to_string();
-        if req.device_id != device_id {
-            return Err(ModuleError::Rejected(format!(
-                "the user request is for device {:?}, but the package is {device_id}",
-                req.device_id
-            )));
-        }
-        let me = package
-            .users
-            .iter()
-            .find(|u| u.user_id == req.user_id)
-            .cloned()
-            .ok_or_else(|| {
-                ModuleError::Rejected(format!(
-                    "user {:?} is not a user of meter {device_id}",
-                    req.user_id
-                ))
-            })?;
-        let old_challenge = match package.last_challenge {
-            Some(c) if hash::ct_eq(&c, &req.challenge) => c,
-            _ => {
-                return Err(ModuleError::Rejected(
-                    "stale or replayed request: challenge does not match".into(),
-                ));
-            }
-        };
-        let key = self.user_hmac_key(&package, &me, now)?;
-        if !hash::hmac_sha256_verify(&key, &[&req.mac_bytes()], &req.mac) {
-            return Err(ModuleError::Rejected("request MAC does not verify".into()));
-        }
+        let (me, key, old_challenge) = self.authenticate_user(
+            &package,
+            "user request",
+            &req.device_id,
+            &req.user_id,
+            &req.challenge,
+            &req.mac_bytes(),
+            &req.mac,
+            now,
+        )?;
+        let me = package.users[me].clone();
         check_user_usable(&me, now)?;
         let need = |held: bool, what: &str| {
             if held {

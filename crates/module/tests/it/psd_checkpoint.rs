@@ -12,10 +12,8 @@
 //! and stale packages are refused and change nothing; the module-table
 //! cross-check (`checkpoint::cross_check`) is tested with real checkpoints
 //! of several modules.
-use std::process::Command;
 
 use postvault_audit::AuditEntry;
-use postvault_crypto::ecdsa::public_key_to_pem;
 use postvault_module::checkpoint::{
     self, CHECKPOINT_VERSION, Checkpoint, CrossCheckError, ModuleTableRow, ModuleTotals,
     SignedCheckpoint, TransactionType, cross_check,
@@ -29,7 +27,9 @@ use postvault_module::{ClientError, ModuleClient, Request, Response};
 
 use crate::common::*;
 use crate::psd_indicium::{Client, DATE, mac};
-use crate::psd_lifecycle::{DEVICE, Meter, OTHER_DEVICE, PASSWORD, USER, assert_rejected};
+use crate::psd_lifecycle::{
+    DEVICE, Meter, OTHER_DEVICE, PASSWORD, USER, assert_rejected, make_psd_cert,
+};
 
 /// One row of the simulated database: the meter's package and this
 /// module's checkpoint, stored together after a transaction, and the
@@ -310,40 +310,14 @@ fn restart(cl: Client) -> Client {
 /// A PSD certificate for `public_key` naming `device`, issued by `m`'s test
 /// CA (`ca.pem`, `ca.key` in `m.pki`, as psd_lifecycle makes them), DER.
 fn certificate_for(m: &Meter, public_key: &[u8], device: DeviceId) -> Vec<u8> {
-    let dir = m.pki.path();
-    let public_key: [u8; 65] = public_key.try_into().unwrap();
-    let (pub_pem, der) = (format!("{device}.pub.pem"), format!("{device}.der"));
-    std::fs::write(dir.join(&pub_pem), public_key_to_pem(&public_key)).unwrap();
-    let out = Command::new("/usr/bin/openssl")
-        .args([
-            "x509",
-            "-new",
-            "-force_pubkey",
-            &pub_pem,
-            "-subj",
-            &format!("/CN={device}"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "0x0a0b0c0d0e",
-            "-days",
-            "30",
-            "-outform",
-            "DER",
-            "-out",
-            &der,
-        ])
-        .current_dir(dir)
-        .output()
-        .expect("run /usr/bin/openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(dir.join(der)).unwrap()
+    make_psd_cert(
+        m.pki.path(),
+        "ca",
+        public_key,
+        &device.to_string(),
+        "0a0b0c0d0e",
+        30,
+    )
 }
 
 /// Checks the checkpoint `got` that a transaction answered, against the

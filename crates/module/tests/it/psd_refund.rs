@@ -9,9 +9,7 @@
 //! each item refused on its own). Every refusal is checked to change nothing
 //! but to add its own audit entry.
 use std::path::Path;
-use std::process::Command;
 
-use postvault_crypto::ecdsa::public_key_to_pem;
 use postvault_indicium::{Indicium, MailCategory};
 use postvault_module::checkpoint::{SignedCheckpoint, TransactionType};
 use postvault_module::error::ModuleError;
@@ -26,7 +24,7 @@ use crate::common::*;
 use crate::psd_indicium::{Client, DATE, DESTINATION, mac};
 use crate::psd_lifecycle::{
     DEVICE, HMAC_KEY, Meter, OTHER_DEVICE, PASSWORD, USER, ZIP, assert_invalid, assert_rejected,
-    rng,
+    make_psd_cert, rng,
 };
 
 /// The customer's HMAC key after a password reset.
@@ -787,41 +785,14 @@ fn retrieve_psd_status_reads_a_raw_package() {
 /// A PSD certificate for `public_key` naming `device`, issued by the
 /// [`Meter`]'s test CA (`ca.pem`, `ca.key` in `dir`), valid 30 days; DER.
 fn psd_cert(dir: &Path, public_key: &[u8], device: DeviceId) -> Vec<u8> {
-    let public_key: &[u8; 65] = public_key.try_into().unwrap();
-    let stem = format!("fleet-{}", device.serial);
-    let pub_pem = format!("{stem}.pub.pem");
-    let der = format!("{stem}.der");
-    std::fs::write(dir.join(&pub_pem), public_key_to_pem(public_key)).unwrap();
-    let out = Command::new("/usr/bin/openssl")
-        .args([
-            "x509",
-            "-new",
-            "-force_pubkey",
-            &pub_pem,
-            "-subj",
-            &format!("/CN={device}"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            &format!("0x{:x}", 0x1000 + device.serial),
-            "-days",
-            "30",
-            "-outform",
-            "DER",
-            "-out",
-            &der,
-        ])
-        .current_dir(dir)
-        .output()
-        .expect("run /usr/bin/openssl (install openssl: run scripts/test.sh)");
-    assert!(
-        out.status.success(),
-        "openssl x509 -new: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(dir.join(der)).unwrap()
+    make_psd_cert(
+        dir,
+        "ca",
+        public_key,
+        &device.to_string(),
+        &format!("{:x}", 0x1000 + device.serial),
+        30,
+    )
 }
 
 /// One meter of a [`Fleet`], as its database row and its client see it.
