@@ -449,7 +449,8 @@ pub struct PsdPackage {
     pub last_transaction: Option<i64>,
     /// The last challenge given to the client.
     pub last_challenge: Option<[u8; 16]>,
-    /// Key expiry, Unix seconds.
+    /// Expiry of the indicium key, Unix seconds: the end of its
+    /// certificate's validity (set by Authorize PSD). No indicium after it.
     pub key_expiry: Option<i64>,
     /// Pieces printed.
     pub piece_count: u64,

@@ -376,6 +376,8 @@ impl Module {
         let serial = u32::from_be_bytes(low);
         package.certificate = Some(certificate_der.to_vec());
         package.certificate_serial = Some(serial);
+        // The indicium key is good as long as its certificate.
+        package.key_expiry = Some(not_after);
         package.state = PsdState::Unleased;
         let (out, checkpoint) =
             self.commit_package(&mut package, TransactionType::AuthorizePsd, 0, now)?;
@@ -685,6 +687,14 @@ impl Module {
             now,
         )?;
         let user = package.users[user_index].clone();
+        // The indicium key must not have expired (its certificate's end).
+        if let Some(t) = package.key_expiry
+            && now >= t
+        {
+            return Err(ModuleError::Rejected(format!(
+                "the indicium key of {device_id} expired at {t} (Unix seconds; its certificate's end); the meter needs a new key and certificate"
+            )));
+        }
         // The user may print (multi-user meters, FIG. 8).
         check_user_usable(&user, now)?;
         if !user.privileges.create_indicia {

@@ -343,6 +343,18 @@ fn bad_piece_fields_are_refused() {
 }
 
 #[test]
+fn no_indicium_after_the_key_certificate_expires() {
+    let mut cl = Client::funded(10_000);
+    let (_, not_after) = crate::psd_lifecycle::validity(&cl.cert);
+    cl.m.set_time(not_after - 1);
+    cl.create_checked(500, 500, 9_500, 1);
+    cl.m.set_time(not_after);
+    let e = cl.refused(cl.request(500));
+    assert_rejected(&e, "expired");
+    assert_rejected(&e, "needs a new key and certificate");
+}
+
+#[test]
 fn a_package_that_is_not_leased_is_refused() {
     let mut m = assigned();
     let request = IndiciumRequest {
