@@ -1,12 +1,14 @@
 //! The postvault command line: `postvault module ...` drives a cryptographic
 //! module (ceremonies, operators, keys, audit export) in-process or through a
-//! module daemon; `postvault audit ...` checks audit logs offline.
+//! module daemon; `postvault audit ...` checks audit logs offline;
+//! `postvault bench ...` measures performance.
 //!
 //! Exit codes: 0 success, 1 failure (the module refused or failed, a file
 //! could not be read or written, a check failed), 2 usage error.
 #![forbid(unsafe_code)]
 
 mod audit;
+mod bench;
 mod cli;
 mod conn;
 mod keys;
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Module(cmd) => module::run(cmd, cli.verbose > 0),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,61 @@
+//! Smoke test of `postvault bench module`: a tiny run (four meters, one
+//! second, a postage high enough that meters run dry and are refilled)
+//! succeeds and ends with the `ratio=R` line. No timing is asserted: the
+//! figures belong in BENCHMARKS.md, from a release build.
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_postvault");
+
+#[test]
+fn bench_module_prints_the_ratio_last() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "module",
+            "--seconds",
+            "1",
+            "--meters",
+            "4",
+            "--postage",
+            "99999",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run postvault");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {}: {stdout}{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("module: ") && stdout.contains(" indicia/s (batch 4, 4 meters)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ecdsa p-256 sign (aws-lc-rs, 1 thread): "),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let ratio: f64 = last
+        .strip_prefix("ratio=")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("last line {last:?} is not ratio=R:\n{stdout}"));
+    assert!(ratio > 0.0 && ratio.is_finite(), "{last}");
+}
+
+#[test]
+fn a_batch_larger_than_the_meters_is_a_usage_error() {
+    let out = Command::new(BIN)
+        .args(["bench", "module", "--meters", "2", "--batch", "3"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run postvault");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lower --batch or raise --meters"),
+        "{stderr}"
+    );
+}
