@@ -435,8 +435,6 @@ pub struct PsdPackage {
     pub max_descending: u64,
     /// Serial number of the indicium key certificate (low 32 bits).
     pub certificate_serial: Option<u32>,
-    /// The PSD's X.509 certificate (DER), after Authorize PSD.
-    pub certificate: Option<Vec<u8>>,
     /// Licensing ZIP code, after Authorize Customer.
     pub licensing_zip: Option<u32>,
     /// Key token of the indicium signing key (ECDSA P-256).

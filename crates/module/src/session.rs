@@ -58,7 +58,9 @@ pub struct SealedFrame {
     pub counter: u64,
     /// Whether `body` is encrypted.
     pub encrypted: bool,
-    /// Payload.
+    /// Payload (bytes on the wire, not a sequence of numbers: batches are
+    /// large).
+    #[serde(with = "crate::serde_hex::vec")]
     pub body: Vec<u8>,
     /// HMAC-SHA-256 over header and body under the per-message MAC key.
     pub mac: [u8; 32],

@@ -52,7 +52,6 @@ impl Module {
             control_total: 0,
             max_descending: psd::DEFAULT_MAX_DESCENDING_MILLS,
             certificate_serial: None,
-            certificate: None,
             licensing_zip: None,
             signing_key,
             kek,
@@ -374,7 +373,6 @@ impl Module {
         let take = raw.len().min(4);
         low[4 - take..].copy_from_slice(&raw[raw.len() - take..]);
         let serial = u32::from_be_bytes(low);
-        package.certificate = Some(certificate_der.to_vec());
         package.certificate_serial = Some(serial);
         // The indicium key is good as long as its certificate.
         package.key_expiry = Some(not_after);

@@ -901,7 +901,6 @@ fn a_broken_register_invariant_is_an_internal_error() {
         control_total: 3_000,
         max_descending: psd::DEFAULT_MAX_DESCENDING_MILLS,
         certificate_serial: None,
-        certificate: None,
         licensing_zip: Some(ZIP),
         signing_key: token(KeyType::EcdsaP256, KeyUsage::IndiciumSigning),
         kek: token(KeyType::Aes256, KeyUsage::KeyEncrypting),
