@@ -127,7 +127,8 @@ impl DeviceId {
 pub enum PsdState {
     /// Initialized: device ID assigned, registers zero, keys generated.
     Raw,
-    /// The PSD's certificate is loaded (Authorize PSD).
+    /// The PSD certificate was checked and its serial and end recorded
+    /// (Authorize PSD; the store keeps the certificate itself).
     Unleased,
     /// Assigned to a customer, whose secrets are loaded (Configure PSD).
     Assigned,
