@@ -79,6 +79,14 @@ impl EcdsaP256KeyPair {
         sig.as_ref().try_into().map_err(|_| CryptoError::Sign)
     }
 
+    /// Signs `msg` (SHA-256 inside) and returns the DER `Ecdsa-Sig-Value`
+    /// (SEQUENCE of the two INTEGERs r and s), the form X.509 signatures
+    /// take.
+    pub fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let sig = self.sign(msg)?;
+        Ok(fixed_to_der(&sig))
+    }
+
     fn from_key(key: EcdsaKeyPair) -> Result<Self, CryptoError> {
         let public = key.public_key().as_ref();
         if public.len() != PUBLIC_KEY_LEN || public[0] != 0x04 {
@@ -131,6 +139,29 @@ pub fn verify_der(public_key: &[u8], msg: &[u8], der_signature: &[u8]) -> bool {
     UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key)
         .verify(msg, der_signature)
         .is_ok()
+}
+
+/// r || s (32 bytes each) as a DER SEQUENCE of two positive INTEGERs.
+fn fixed_to_der(sig: &[u8; SIGNATURE_LEN]) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, x: &[u8]) {
+        let start = x.iter().position(|&b| b != 0).unwrap_or(x.len() - 1);
+        let x = &x[start..];
+        let pad = x[0] & 0x80 != 0;
+        out.push(0x02);
+        out.push((x.len() + usize::from(pad)) as u8);
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(x);
+    }
+    let mut body = Vec::with_capacity(2 * 35);
+    integer(&mut body, &sig[..32]);
+    integer(&mut body, &sig[32..]);
+    let mut out = Vec::with_capacity(body.len() + 2);
+    out.push(0x30);
+    out.push(body.len() as u8);
+    out.extend_from_slice(&body);
+    out
 }
 
 /// The public key as a PEM "PUBLIC KEY" (SubjectPublicKeyInfo) document.
@@ -288,31 +319,12 @@ mod base64 {
 mod tests {
     use super::*;
 
-    /// DER INTEGER of an unsigned big-endian value.
-    fn der_int(v: &[u8]) -> Vec<u8> {
-        let mut v: Vec<u8> = v.iter().copied().skip_while(|&b| b == 0).collect();
-        if v.first().is_none_or(|&b| b & 0x80 != 0) {
-            v.insert(0, 0);
-        }
-        let mut out = vec![0x02, v.len() as u8];
-        out.extend_from_slice(&v);
-        out
-    }
-
-    /// r || s as an ASN.1 `Ecdsa-Sig-Value` (short-form lengths suffice for P-256).
-    fn to_der(sig: &[u8; SIGNATURE_LEN]) -> Vec<u8> {
-        let body = [der_int(&sig[..32]), der_int(&sig[32..])].concat();
-        let mut out = vec![0x30, body.len() as u8];
-        out.extend_from_slice(&body);
-        out
-    }
-
     #[test]
     fn verify_der_accepts_the_asn1_form_of_a_signature_and_nothing_else() {
         let kp = EcdsaP256KeyPair::generate(&Faults::default()).unwrap();
         let msg = b"to be certified";
         let fixed = kp.sign(msg).unwrap();
-        let der = to_der(&fixed);
+        let der = fixed_to_der(&fixed);
         let public = kp.public_key();
         assert!(verify_der(&public, msg, &der));
         assert!(!verify_der(&public, b"to be certifiee", &der));
@@ -327,5 +339,33 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(!verify_der(&public, msg, &bad));
+    }
+
+    #[test]
+    fn sign_der_makes_signatures_the_asn1_verifier_accepts() {
+        let kp = EcdsaP256KeyPair::generate(&Faults::default()).unwrap();
+        for i in 0..64u8 {
+            let msg = [i; 7];
+            let der = kp.sign_der(&msg).unwrap();
+            assert!(
+                verify_der(&kp.public_key(), &msg, &der),
+                "{}",
+                hex::encode(&der)
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_to_der_strips_leading_zeros_and_pads_high_bits() {
+        let mut sig = [0u8; SIGNATURE_LEN];
+        sig[31] = 1; // r = 1
+        sig[32] = 0x80; // s has its high bit set: needs a 0x00 pad
+        let der = fixed_to_der(&sig);
+        let mut want = vec![0x30, 3 + 35, 0x02, 1, 1, 0x02, 33, 0];
+        want.extend_from_slice(&sig[32..]);
+        assert_eq!(der, want);
+        // r = 0 still encodes as one zero byte.
+        let der = fixed_to_der(&[0; SIGNATURE_LEN]);
+        assert_eq!(der, vec![0x30, 6, 0x02, 1, 0, 0x02, 1, 0]);
     }
 }

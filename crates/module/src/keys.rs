@@ -43,6 +43,8 @@ pub enum KeyUsage {
     KeyEncrypting,
     /// Anything else (tests, demonstrations).
     General,
+    /// A certificate authority's key: signs PSD certificates (and its own).
+    CertificateSigning,
 }
 
 /// A key sealed under an MKS. Public: holds only ciphertext.

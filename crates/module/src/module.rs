@@ -43,6 +43,7 @@ use crate::session::{self, Direction, RequestFrame, ResponseFrame, SessionError,
 use crate::table::{self, Audit, CommandKind};
 use crate::types::{Clock, ModuleState, Role};
 
+mod ca_commands;
 mod checkpoints;
 mod psd_commands;
 mod psd_money;
@@ -1482,6 +1483,23 @@ impl Module {
                 logon,
             } => self.cmd_psd_user_logon(package, checkpoint.as_ref(), logon, now),
             Request::TranslatePackage { package } => self.cmd_translate_package(package, now),
+            Request::CreateCertificateAuthority { common_name, days } => {
+                self.cmd_create_ca(common_name, *days, now)
+            }
+            Request::IssuePsdCertificate {
+                ca_key,
+                ca_certificate_der,
+                package,
+                serial,
+                days,
+            } => self.cmd_issue_psd_certificate(
+                ca_key,
+                ca_certificate_der,
+                package,
+                *serial,
+                *days,
+                now,
+            ),
             Request::AutoRecoverCheckpoint { checkpoint } => self.cmd_auto_recover(checkpoint),
             Request::RetrieveCheckpoint => self.cmd_retrieve_checkpoint(),
             Request::AcceptCheckpoint { checkpoint } => {

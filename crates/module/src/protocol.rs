@@ -397,6 +397,33 @@ pub enum Request {
         /// `psd::UserLogon`, sealed with `psd::seal_user_logon`.
         logon: HpkeSealed,
     },
+    /// Create Certificate Authority (Security Officer): a new CA key inside
+    /// the module, returned as a key token, and its self-signed CA
+    /// certificate. Load the certificate into the crypto card
+    /// (Initialize Crypto-Card) so that Authorize PSD accepts what it signs.
+    CreateCertificateAuthority {
+        /// The CA certificate's subject common name.
+        common_name: String,
+        /// Days of validity from now (module time).
+        days: u32,
+    },
+    /// Issue PSD Certificate (Certificate Authority role): an X.509
+    /// certificate for a raw package's indicium key, subject CN = its device
+    /// ID, signed with the CA key token (MeterGen, seed 002).
+    IssuePsdCertificate {
+        /// The CA key (`KeyUsage::CertificateSigning`).
+        ca_key: KeyToken,
+        /// The CA certificate (DER), whose subject becomes the issuer.
+        #[serde(with = "crate::serde_hex::vec")]
+        ca_certificate_der: Vec<u8>,
+        /// The raw package.
+        package: SealedPackage,
+        /// Certificate serial number (1 to 2^63 - 1); the indicium carries
+        /// its low 32 bits, which must not be 0.
+        serial: u64,
+        /// Days of validity from now (module time).
+        days: u32,
+    },
     /// Translate Package: re-seals a package (and the key tokens inside it)
     /// from the previous MKS under the active one, after a rollover. The
     /// package's content does not change.
@@ -709,6 +736,20 @@ pub enum Response {
     },
     /// Retrieve PSD Status.
     PsdStatus(PsdStatus),
+    /// Create Certificate Authority: the CA key token and certificate.
+    CertificateAuthority {
+        /// The CA key, sealed under the MKS.
+        key: KeyToken,
+        /// The self-signed CA certificate, DER.
+        #[serde(with = "crate::serde_hex::vec")]
+        certificate_der: Vec<u8>,
+    },
+    /// Issue PSD Certificate: the PSD certificate, DER.
+    PsdCertificate {
+        /// The certificate, DER.
+        #[serde(with = "crate::serde_hex::vec")]
+        certificate_der: Vec<u8>,
+    },
     /// Translate Package: the package under the active MKS.
     PsdTranslated {
         /// The package, sealed under the active MKS.

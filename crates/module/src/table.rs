@@ -61,6 +61,11 @@
 //!   server re-seals every package after an MKS rollover, and translation
 //!   can only re-seal a package that is already this deployment's, without
 //!   changing it.
+//! - Create Certificate Authority is the Security Officer's (a key that
+//!   vouches for every meter, like the other key-management commands);
+//!   Issue PSD Certificate is the Certificate Authority role's, logged on
+//!   (seed 001's CA role), in Operational state. The CA key never leaves the
+//!   module: it travels as a key token.
 //! - Accept Checkpoint, the operator's step after a failed recovery, is the
 //!   Security Officer's in Administrative state, like the other commands
 //!   that change the module itself; it is always signed in the audit.
@@ -129,6 +134,8 @@ pub enum CommandKind {
     RetrieveCheckpoint,
     AcceptCheckpoint,
     TranslatePackage,
+    CreateCertificateAuthority,
+    IssuePsdCertificate,
 }
 
 /// How a command is audited.
@@ -313,6 +320,16 @@ pub const RULES: &[Rule] = &[
         &[R::SecurityOfficer],
     ),
     rule(C::TranslatePackage, &[S::Operational], ANYONE),
+    rule(
+        C::CreateCertificateAuthority,
+        &[S::Operational],
+        &[R::SecurityOfficer],
+    ),
+    rule(
+        C::IssuePsdCertificate,
+        &[S::Operational],
+        &[R::CertificateAuthority],
+    ),
 ];
 
 /// True when `kind` may run in `state` for `role`.
@@ -324,7 +341,7 @@ pub fn allowed(kind: CommandKind, state: ModuleState, role: Role) -> bool {
 
 impl CommandKind {
     /// Every command.
-    pub const ALL: [CommandKind; 56] = [
+    pub const ALL: [CommandKind; 58] = [
         C::CloseSession,
         C::GetStatus,
         C::StartInitialization,
@@ -381,6 +398,8 @@ impl CommandKind {
         C::RetrieveCheckpoint,
         C::AcceptCheckpoint,
         C::TranslatePackage,
+        C::CreateCertificateAuthority,
+        C::IssuePsdCertificate,
     ];
 
     /// The command's attributes.
@@ -423,7 +442,8 @@ impl CommandKind {
             | C::PsdUserCommand
             | C::PsdUserLogon
             | C::AutoRecoverCheckpoint
-            | C::TranslatePackage => (false, Audit::Entry),
+            | C::TranslatePackage
+            | C::IssuePsdCertificate => (false, Audit::Entry),
             C::StartInitialization
             | C::SetClock
             | C::BeginAdmin
@@ -440,7 +460,8 @@ impl CommandKind {
             | C::CreateAuditKey
             | C::Zeroize
             | C::Reset
-            | C::AcceptCheckpoint => (false, Audit::Signed),
+            | C::AcceptCheckpoint
+            | C::CreateCertificateAuthority => (false, Audit::Signed),
         };
         Spec {
             kind: self,
@@ -508,6 +529,8 @@ impl CommandKind {
             C::RetrieveCheckpoint => "RetrieveCheckpoint",
             C::AcceptCheckpoint => "AcceptCheckpoint",
             C::TranslatePackage => "TranslatePackage",
+            C::CreateCertificateAuthority => "CreateCertificateAuthority",
+            C::IssuePsdCertificate => "IssuePsdCertificate",
         }
     }
 }
@@ -572,6 +595,8 @@ impl Request {
             Request::RetrieveCheckpoint => C::RetrieveCheckpoint,
             Request::AcceptCheckpoint { .. } => C::AcceptCheckpoint,
             Request::TranslatePackage { .. } => C::TranslatePackage,
+            Request::CreateCertificateAuthority { .. } => C::CreateCertificateAuthority,
+            Request::IssuePsdCertificate { .. } => C::IssuePsdCertificate,
         }
     }
 }

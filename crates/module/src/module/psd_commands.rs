@@ -903,7 +903,10 @@ pub(super) fn check_user_usable(user: &PsdUser, now: i64) -> Result<(), ModuleEr
 }
 
 /// The uncompressed point of an ECDSA P-256 SubjectPublicKeyInfo.
-fn p256_key<'a>(spki: &'a SubjectPublicKeyInfo<'_>, whose: &str) -> Result<&'a [u8], ModuleError> {
+pub(super) fn p256_key<'a>(
+    spki: &'a SubjectPublicKeyInfo<'_>,
+    whose: &str,
+) -> Result<&'a [u8], ModuleError> {
     let is_p256 = spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
         && spki
             .algorithm

@@ -11,6 +11,7 @@ mod lifecycle;
 mod matrix;
 mod nvm;
 mod psd;
+mod psd_ca;
 mod psd_checkpoint;
 mod psd_indicium;
 mod psd_lifecycle;

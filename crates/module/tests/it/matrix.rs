@@ -15,7 +15,7 @@
 //! in Error state), audited whenever the module has an audit chain and is not
 //! in Error. Combinations no module can be in are checked against the table
 //! directly ([`UNREACHABLE`]), and the test counts that every one of the
-//! 7 x 9 x 56 triples was checked one way or the other.
+//! 7 x 9 x 58 triples was checked one way or the other.
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -111,6 +111,10 @@ use crate::common::*;
 /// - TranslatePackage: Operational, every role (table.rs choice): the
 ///   server re-seals packages after a rollover; it can only re-seal a
 ///   package of this deployment, unchanged.
+/// - CreateCertificateAuthority: Operational, Security Officer (a key that
+///   vouches for every meter, like the other key-management commands;
+///   table.rs choice). IssuePsdCertificate: Operational, the Certificate
+///   Authority role (seed 001's CA role; MeterGen logs on as it).
 /// - AcceptCheckpoint: the operator's disaster-recovery step (seed 002:
 ///   "operator intervention"); it changes the module itself, so like the
 ///   other such commands it is the Security Officer's, in Administrative.
@@ -174,6 +178,8 @@ PsdUserLogon            | -      | -            | *           | -              |
 AutoRecoverCheckpoint   | -      | -            | *           | -              | -         | -         | -
 RetrieveCheckpoint      | -      | -            | *           | -              | -         | -         | -
 TranslatePackage        | -      | -            | *           | -              | -         | -         | -
+CreateCertificateAuthority | -   | -            | SO          | -              | -         | -         | -
+IssuePsdCertificate     | -      | -            | CA          | -              | -         | -         | -
 AcceptCheckpoint        | -      | -            | -           | SO             | -         | -         | -
 ";
 
@@ -207,7 +213,7 @@ pub const UNREACHABLE: &[(ModuleState, &[Role], &str)] = &[
     ),
 ];
 
-const TOTAL: usize = 7 * 9 * 56;
+const TOTAL: usize = 7 * 9 * 58;
 
 fn role_code(code: &str) -> Role {
     match code {
@@ -256,7 +262,7 @@ pub fn expected() -> BTreeMap<(String, usize), Vec<Role>> {
             out.insert((cells[0].to_string(), i), roles);
         }
     }
-    assert_eq!(seen.len(), 56, "EXPECTED must have a row for every command");
+    assert_eq!(seen.len(), 58, "EXPECTED must have a row for every command");
     out
 }
 
@@ -276,7 +282,7 @@ fn expect(
 #[test]
 fn table_agrees_with_the_expected_grid_on_every_triple() {
     let grid = expected();
-    assert_eq!(CommandKind::ALL.len(), 56);
+    assert_eq!(CommandKind::ALL.len(), 58);
     let mut differences = Vec::new();
     let mut checked = 0;
     for state in ModuleState::ALL {
@@ -627,6 +633,17 @@ pub fn harmless(kind: CommandKind) -> Request {
         CommandKind::RetrieveCheckpoint => Request::RetrieveCheckpoint,
         CommandKind::TranslatePackage => Request::TranslatePackage {
             package: bogus_package(),
+        },
+        CommandKind::CreateCertificateAuthority => Request::CreateCertificateAuthority {
+            common_name: String::new(),
+            days: 0,
+        },
+        CommandKind::IssuePsdCertificate => Request::IssuePsdCertificate {
+            ca_key: bogus_token(),
+            ca_certificate_der: vec![1, 2, 3],
+            package: bogus_package(),
+            serial: 0,
+            days: 0,
         },
         CommandKind::AcceptCheckpoint => Request::AcceptCheckpoint {
             checkpoint: Some(bogus_checkpoint()),
