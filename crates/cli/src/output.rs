@@ -195,6 +195,7 @@ pub fn key_usage_name(u: KeyUsage) -> &'static str {
         KeyUsage::RegistrationDecryption => "registration-decryption",
         KeyUsage::IndiciumSigning => "indicium-signing",
         KeyUsage::KeyEncrypting => "key-encrypting",
+        KeyUsage::CertificateSigning => "certificate-signing",
     }
 }
 
