@@ -5,7 +5,8 @@
 //! The set-up is the real thing, in process: a master module in a temporary
 //! directory (file seal key), its crypto card holding a CA certificate and
 //! a provider key, and N meters taken through Initialize PSD, Authorize PSD
-//! (with a certificate from [`CertificateAuthority`]), Configure PSD,
+//! (with a certificate from the module's own certificate authority: Create
+//! Certificate Authority, then Issue PSD Certificate as the CA role), Configure PSD,
 //! Authorize Customer and a download to the $500.00 maximum. The measured
 //! loop sends Create Indicia batches of MAC'd requests through the secure
 //! session, following each meter's challenge chain and the module's
@@ -13,16 +14,17 @@
 //! checking the answers and refilling meters happen with the clock stopped.
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use postvault_crypto::Faults;
-use postvault_crypto::ecdsa::{self, EcdsaP256KeyPair};
+use postvault_crypto::ecdsa::EcdsaP256KeyPair;
 use postvault_crypto::password::Argon2Params;
 use postvault_crypto::rng::Rng;
 use postvault_indicium::Indicium;
 use postvault_module::checkpoint::SignedCheckpoint;
+use postvault_module::keys::KeyToken;
 use postvault_module::protocol::{AccountSettings, CryptoCardKeys, NewUser};
 use postvault_module::psd::{
     self, CustomerSecrets, DeviceId, IndiciumItem, IndiciumRequest, ProviderBody, ProviderCommand,
@@ -200,8 +202,9 @@ impl Bench {
         let mut rng = Rng::new(Faults::none());
         let now = SystemClock.now();
 
-        // The master ceremony: operators, MKS, crypto card.
+        // The master ceremony: operators, MKS, CA, crypto card.
         let so_password = Password::new(throwaway_password(&mut rng)?);
+        let admin_password = Password::new(throwaway_password(&mut rng)?);
         let mut users = Vec::new();
         for (id, role) in [
             ("admin", Role::Administrator),
@@ -209,10 +212,10 @@ impl Bench {
             ("kc1", Role::KeyCustodian),
             ("kc2", Role::KeyCustodian),
         ] {
-            let password = if role == Role::SecurityOfficer {
-                so_password.clone()
-            } else {
-                Password::new(throwaway_password(&mut rng)?)
+            let password = match role {
+                Role::SecurityOfficer => so_password.clone(),
+                Role::Administrator => admin_password.clone(),
+                _ => Password::new(throwaway_password(&mut rng)?),
             };
             users.push(NewUser {
                 user_id: id.into(),
@@ -225,24 +228,45 @@ impl Bench {
         client.run(&Request::InitializeAccessControl { users })?;
         client.logon("so", &so_password)?;
         client.run(&Request::GenerateMks)?;
-        // Certificates valid from an hour ago (module time is the host's) for a day.
-        let now_st = UNIX_EPOCH + Duration::from_secs(u64::try_from(now).unwrap_or(0));
-        let validity = (
-            now_st - Duration::from_secs(3600),
-            now_st + Duration::from_secs(86_400),
-        );
-        let ca = CertificateAuthority::generate("postvault bench CA", validity.0, validity.1)
-            .map_err(|e| anyhow!("cannot make the CA certificate: {e}"))?;
+        // The CA lives in the module: its key is a key token.
+        let (ca_key, ca_certificate) = match client.run(&Request::CreateCertificateAuthority {
+            common_name: "postvault bench CA".into(),
+            days: 2,
+        })? {
+            Response::CertificateAuthority {
+                key,
+                certificate_der,
+            } => (key, certificate_der),
+            other => return Err(unexpected("CreateCertificateAuthority", &other)),
+        };
         let provider = EcdsaP256KeyPair::generate(&Faults::none())?;
         let registration = match client.run(&Request::InitializeCryptoCard {
             keys: CryptoCardKeys::Generate,
-            ca_certificate: Some(ca.certificate_der().to_vec()),
+            ca_certificate: Some(ca_certificate.clone()),
             provider_public_key: Some(provider.public_key().to_vec()),
         })? {
             Response::CryptoCard(out) => out.decryption_public_key,
             other => return Err(unexpected("InitializeCryptoCard", &other)),
         };
+        // A Certificate Authority operator, who certifies the meters.
+        let ca_password = Password::new(throwaway_password(&mut rng)?);
+        client.run(&Request::BeginAdmin)?;
         client.logoff()?;
+        client.logon("admin", &admin_password)?;
+        client.run(&Request::CreateUser {
+            user: NewUser {
+                user_id: "ca".into(),
+                role: Role::CertificateAuthority,
+                password: ca_password.clone(),
+                settings: AccountSettings::default(),
+            },
+        })?;
+        client.logoff()?;
+        client.logon("so", &so_password)?;
+        client.run(&Request::EndAdmin)?;
+        client.logoff()?;
+        client.logon("ca", &ca_password)?;
+        let ca = (ca_key, ca_certificate);
         let module_id = match client.run(&Request::GetStatus)? {
             Response::Status(s) => s.module_id.unwrap_or_default(),
             other => return Err(unexpected("GetStatus", &other)),
@@ -263,7 +287,7 @@ impl Bench {
         for i in 0..count {
             let serial = u32::try_from(i + 1).context("too many meters")?;
             bench
-                .add_meter(&ca, &registration, serial, validity)
+                .add_meter(&ca, &registration, serial)
                 .with_context(|| format!("setting up meter {serial}"))?;
             bar.inc(1);
         }
@@ -275,10 +299,9 @@ impl Bench {
     /// a download to the maximum DR; the meter joins `self.meters`.
     fn add_meter(
         &mut self,
-        ca: &CertificateAuthority,
+        ca: &(KeyToken, Vec<u8>),
         registration: &[u8],
         serial: u32,
-        validity: (SystemTime, SystemTime),
     ) -> Result<()> {
         let device = DeviceId {
             vendor: VENDOR,
@@ -293,16 +316,16 @@ impl Bench {
             } => (package, public_key),
             other => return Err(unexpected("InitializePsd", &other)),
         };
-        let key: &[u8; ecdsa::PUBLIC_KEY_LEN] = public_key.as_slice().try_into().map_err(|_| {
-            anyhow!(
-                "the module returned a {}-byte PSD key, expected {}",
-                public_key.len(),
-                ecdsa::PUBLIC_KEY_LEN
-            )
-        })?;
-        let certificate = ca
-            .issue_psd_certificate(&device, key, u64::from(serial), validity.0, validity.1)
-            .map_err(|e| anyhow!("cannot issue the PSD certificate of {device}: {e}"))?;
+        let certificate = match self.client.run(&Request::IssuePsdCertificate {
+            ca_key: ca.0.clone(),
+            ca_certificate_der: ca.1.clone(),
+            package: package.clone(),
+            serial: 0x1000 + u64::from(serial),
+            days: 1,
+        })? {
+            Response::PsdCertificate { certificate_der } => certificate_der,
+            other => return Err(unexpected("IssuePsdCertificate", &other)),
+        };
         let hmac_key = Zeroizing::new(self.rng.array::<32>()?);
         let i = self.meters.len();
         self.meters.push(Meter {
@@ -520,7 +543,8 @@ impl Bench {
 
     /// Closes the session; the module and its directory go with `self`.
     fn finish(self) -> Result<()> {
-        let Bench { client, .. } = self;
+        let Bench { mut client, .. } = self;
+        client.logoff()?;
         client.close()?;
         Ok(())
     }
@@ -634,90 +658,6 @@ fn yyyymmdd(unix: i64) -> u32 {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     u32::try_from(year * 10_000 + month * 100 + day).unwrap_or(0)
-}
-
-/// A certificate authority for PSD certificates: an ECDSA P-256 key and its
-/// self-signed CA certificate. PSD certificates are ECDSA P-256 with
-/// SHA-256, name the device ID as their only subject CN, are not CA
-/// certificates, and certify a PSD's indicium key (which only the module
-/// holds the private half of).
-pub struct CertificateAuthority {
-    key: rcgen::KeyPair,
-    params: rcgen::CertificateParams,
-    der: Vec<u8>,
-}
-
-/// An uncompressed P-256 point as rcgen's subject public key.
-struct P256PublicKey<'a>(&'a [u8; ecdsa::PUBLIC_KEY_LEN]);
-
-impl rcgen::PublicKeyData for P256PublicKey<'_> {
-    fn der_bytes(&self) -> &[u8] {
-        self.0
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_ECDSA_P256_SHA256
-    }
-}
-
-impl CertificateAuthority {
-    /// A new CA key and certificate (subject CN `name`), valid from
-    /// `not_before` to `not_after`.
-    pub fn generate(
-        name: &str,
-        not_before: SystemTime,
-        not_after: SystemTime,
-    ) -> Result<Self, rcgen::Error> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[1]));
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        let der = params.self_signed(&key)?.der().to_vec();
-        Ok(Self { key, params, der })
-    }
-
-    /// The CA certificate, DER.
-    pub fn certificate_der(&self) -> &[u8] {
-        &self.der
-    }
-
-    /// A PSD certificate (DER) for `device`'s indicium key `public_key`
-    /// (uncompressed P-256 point), serial number `serial` (the indicium
-    /// carries its low 32 bits), valid from `not_before` to `not_after`.
-    pub fn issue_psd_certificate(
-        &self,
-        device: &DeviceId,
-        public_key: &[u8; ecdsa::PUBLIC_KEY_LEN],
-        serial: u64,
-        not_before: SystemTime,
-        not_after: SystemTime,
-    ) -> Result<Vec<u8>, rcgen::Error> {
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, device.to_string());
-        params.is_ca = rcgen::IsCa::ExplicitNoCa;
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial.to_be_bytes()));
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        Ok(params
-            .signed_by(&P256PublicKey(public_key), &issuer)?
-            .der()
-            .to_vec())
-    }
 }
 
 #[cfg(test)]
