@@ -48,6 +48,19 @@ if ! command -v openssl >/dev/null; then
 fi
 openssl version
 
+say "checking PostgreSQL server binaries (the store tests start their own throwaway cluster)"
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "PostgreSQL is not installed: installing the Debian package postgresql (no default cluster is created)"
+  as_root mkdir -p /etc/postgresql-common
+  [ -e /etc/postgresql-common/createcluster.conf ] || echo 'create_main_cluster = false' | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+  apt_install postgresql
+fi
+if command -v initdb >/dev/null; then command -v initdb; else ls /usr/lib/postgresql/*/bin/initdb; fi
+if [ "$(id -u)" -eq 0 ]; then
+  command -v setpriv >/dev/null || { echo "error: setpriv (util-linux) is needed to run PostgreSQL as nobody" >&2; exit 1; }
+  echo "running as root: the test clusters run as the user nobody (initdb refuses root)"
+fi
+
 say "cargo fmt --check"
 cargo fmt --all --check
 
