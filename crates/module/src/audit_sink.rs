@@ -21,6 +21,13 @@ pub trait AuditSink: Send {
     fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
         entries.iter().try_for_each(|e| self.append(e))
     }
+    /// [`Self::append_all`] with each entry's JSON line already made
+    /// (`lines[i]` is `entries[i].to_json_line()`), so a sink that writes
+    /// lines need not encode them again.
+    fn append_lines(&mut self, entries: &[AuditEntry], lines: &[String]) -> std::io::Result<()> {
+        let _ = lines;
+        self.append_all(entries)
+    }
     /// Hash of the newest entry held, if any (boot uses it to hand over an
     /// entry that a power loss kept from the host).
     fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>>;
@@ -109,13 +116,23 @@ impl AuditSink for FileAuditSink {
     }
 
     fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
+        let lines: Vec<String> = entries.iter().map(AuditEntry::to_json_line).collect();
+        self.append_lines(entries, &lines)
+    }
+
+    fn append_lines(&mut self, entries: &[AuditEntry], lines: &[String]) -> std::io::Result<()> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
+        if lines.len() != entries.len() {
+            return Err(std::io::Error::other(
+                "audit lines do not match the entries",
+            ));
+        }
         self.rotate_if_new_chain(first)?;
-        let mut text = String::new();
-        for e in entries {
-            text.push_str(&e.to_json_line());
+        let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            text.push_str(line);
             text.push('\n');
         }
         self.file.write_all(text.as_bytes())?;

@@ -239,6 +239,9 @@ pub struct Module {
     /// Indicium signing keys already unwrapped, by token digest (see
     /// `package_signing_key`); cleared with the keys that sealed them.
     signing_keys: HashMap<[u8; 32], Arc<EcdsaP256KeyPair>>,
+    /// While a command makes several entries: the next one joins the
+    /// pending entries instead of replacing them.
+    joining_pending: bool,
     _lock: File,
 }
 
@@ -298,6 +301,7 @@ impl Module {
             import: None,
             keep_on_error: false,
             signing_keys: HashMap::new(),
+            joining_pending: false,
             _lock: lock,
         };
         m.boot();
@@ -739,6 +743,9 @@ impl Module {
         let mut entry = None;
         let mut entries = Vec::new();
         if audit != Audit::None && self.audit_key.is_some() {
+            // The command's entries go to `pending` together (the first
+            // replaces the previous command's, the rest join it).
+            self.joining_pending = false;
             for (reason, data) in extra {
                 match self.make_entry(
                     kind,
@@ -750,6 +757,7 @@ impl Module {
                     Ok((e, _)) => entries.push(e),
                     Err(e) => self.fail_soft(&e),
                 }
+                self.joining_pending = true;
             }
             let sign = audit == Audit::Signed || force_sign;
             match self.make_entry(
@@ -764,12 +772,8 @@ impl Module {
                 Ok((e, _)) => entry = Some(e),
                 Err(e) => self.fail_soft(&e),
             }
+            self.joining_pending = false;
             entries.extend(entry.clone());
-            if entries.len() > 1
-                && let Some(a) = self.nvm.audit.as_mut()
-            {
-                a.pending = entries.iter().map(AuditEntry::to_json_line).collect();
-            }
         }
         match after {
             AfterAudit::Nothing => {}
@@ -817,7 +821,13 @@ impl Module {
             let stored = if self.audit_fault == Some(AuditFault::ChainBroken) {
                 Err(std::io::Error::other("injected audit storage failure"))
             } else {
-                self.sink.append_all(&entries)
+                let lines = self
+                    .nvm
+                    .audit
+                    .as_ref()
+                    .map(|a| a.pending.as_slice())
+                    .unwrap_or_default();
+                self.sink.append_lines(&entries, lines)
             };
             if let Err(err) = stored {
                 // The chain advanced in NVM but the entry is lost: the audit is broken for good.
@@ -922,7 +932,12 @@ impl Module {
         } else {
             audit.since_signed + 1
         };
-        audit.pending = vec![entry.to_json_line()];
+        let line = entry.to_json_line();
+        if self.joining_pending {
+            audit.pending.push(line);
+        } else {
+            audit.pending = vec![line];
+        }
         if entry.signature.is_some() {
             self.boot_pending = false;
         }
