@@ -48,6 +48,17 @@ if ! command -v openssl >/dev/null; then
 fi
 openssl version
 
+say "checking independent barcode and PDF tools (the label tests read our labels with libdmtx and poppler)"
+missing=""
+command -v dmtxread >/dev/null || missing="$missing dmtx-utils"
+{ command -v pdftoppm >/dev/null && command -v pdfinfo >/dev/null && command -v pdftotext >/dev/null; } || missing="$missing poppler-utils"
+if [ -n "$missing" ]; then
+  echo "installing the Debian packages:$missing"
+  # shellcheck disable=SC2086
+  apt_install $missing
+fi
+command -v dmtxread pdftoppm
+
 say "checking PostgreSQL server binaries (the store tests start their own throwaway cluster)"
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "PostgreSQL is not installed: installing the Debian package postgresql (no default cluster is created)"

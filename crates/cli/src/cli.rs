@@ -1,6 +1,6 @@
 //! The command tree: clap definitions only. Each command's doc comment is its
 //! `--help` text; the handlers live in [`crate::module`], [`crate::keys`],
-//! [`crate::audit`] and [`crate::bench`].
+//! [`crate::audit`], [`crate::bench`] and [`crate::verify`].
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -13,6 +13,7 @@ use postvault_module::keys::{KeyType, KeyUsage};
 /// `postvault module` runs ceremonies and operations on a cryptographic
 /// module; `postvault audit` checks a module's audit log offline;
 /// `postvault bench` measures performance.
+/// `postvault verify` checks a postage label offline.
 #[derive(Debug, Parser)]
 #[command(name = "postvault", version, propagate_version = true)]
 pub struct Cli {
@@ -45,6 +46,15 @@ pub enum Command {
     /// a debug build measures the debug build).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Verify a postage label offline: read its indicium, check the PSD
+    /// certificate against the CA and the indicium's signature.
+    ///
+    /// IMAGE is a PNG or JPEG (the label as rendered, a scan or a photo);
+    /// --hex and --bytes take the 113 indicium bytes directly. Prints VALID
+    /// or NOT VALID (with the check that failed and what to do), then the
+    /// indicium's fields. Exit 0 only when valid, 1 when not valid or
+    /// unreadable, 2 on a usage error.
+    Verify(VerifyArgs),
 }
 
 /// Which module to talk to.
@@ -665,6 +675,33 @@ pub struct CryptoCardArgs {
     /// The provider's ECDSA P-256 public key (PEM).
     #[arg(long, value_name = "FILE.pem")]
     pub provider_key: Option<PathBuf>,
+}
+
+/// `postvault verify`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["image", "hex", "bytes"])))]
+pub struct VerifyArgs {
+    /// The label image: PNG or JPEG (a rendered label, a scan or a photo).
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+    /// The indicium as hex (226 digits; spaces allowed) instead of an image.
+    #[arg(long, value_name = "HEX")]
+    pub hex: Option<String>,
+    /// A file holding the raw 113 indicium bytes instead of an image.
+    #[arg(long, value_name = "FILE")]
+    pub bytes: Option<PathBuf>,
+    /// The postvault CA certificate (PEM or DER): the trust anchor.
+    #[arg(long, value_name = "CA.pem")]
+    pub ca: PathBuf,
+    /// The PSD's certificate (PEM or DER). Required for now: looking it up on
+    /// the postvault server by the indicium's certificate serial is planned,
+    /// but the server does not exist yet.
+    #[arg(long, value_name = "PSD.pem")]
+    pub cert: PathBuf,
+    /// Check the certificates' validity at this time (Unix seconds) instead
+    /// of now.
+    #[arg(long, value_name = "UNIX")]
+    pub at: Option<i64>,
 }
 
 /// `postvault audit ...`.

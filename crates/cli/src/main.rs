@@ -1,7 +1,8 @@
 //! The postvault command line: `postvault module ...` drives a cryptographic
 //! module (ceremonies, operators, keys, audit export) in-process or through a
 //! module daemon; `postvault audit ...` checks audit logs offline;
-//! `postvault bench ...` measures performance.
+//! `postvault bench ...` measures performance; `postvault verify ...` checks a
+//! postage label offline.
 //!
 //! Exit codes: 0 success, 1 failure (the module refused or failed, a file
 //! could not be read or written, a check failed), 2 usage error.
@@ -15,6 +16,7 @@ mod keys;
 mod module;
 mod output;
 mod secrets;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Module(cmd) => module::run(cmd, cli.verbose > 0),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Verify(args) => verify::run(args),
     };
     match result {
         Ok(code) => code,

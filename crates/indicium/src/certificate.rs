@@ -5,7 +5,8 @@
 //! serial number. This module checks those bindings and the signature; it
 //! does not check who issued the certificate (its signature, chain and
 //! validity period), which the caller must establish against the CA
-//! certificate before trusting the result.
+//! certificate before trusting the result: [`Indicium::verify_with_chain`]
+//! does both.
 
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use x509_parser::prelude::{FromDer, X509Certificate};

@@ -139,3 +139,80 @@ pub enum VerifyError {
     )]
     Signature,
 }
+
+/// Which check of [`crate::check_psd_certificate`] or
+/// [`crate::Indicium::verify_with_chain`] failed. Times are Unix seconds.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// The CA certificate is not one DER X.509 certificate.
+    #[error("the CA certificate is not a DER X.509 certificate: {0}")]
+    CaCertificate(String),
+    /// The CA certificate is not marked as a CA (basicConstraints cA), or may
+    /// not sign certificates (keyUsage without keyCertSign).
+    #[error("the CA certificate ({subject}) is not a CA certificate: {reason}")]
+    NotCa {
+        /// The CA certificate's subject.
+        subject: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// The CA certificate's key is not an uncompressed ECDSA P-256 key.
+    #[error("the CA certificate's public key is not an uncompressed ECDSA P-256 key: {0}")]
+    CaKey(String),
+    /// The CA certificate is outside its validity period.
+    #[error("the CA certificate is not valid at {at}: valid from {not_before} to {not_after}")]
+    CaValidity {
+        /// The time of the check.
+        at: i64,
+        /// Start of the CA certificate's validity.
+        not_before: i64,
+        /// End of the CA certificate's validity.
+        not_after: i64,
+    },
+    /// The PSD certificate is not one DER X.509 certificate.
+    #[error("the PSD certificate is not a DER X.509 certificate: {0}")]
+    Certificate(String),
+    /// The PSD certificate is signed with another algorithm than
+    /// ecdsa-with-SHA256, the only one accepted.
+    #[error(
+        "the PSD certificate is signed with {0}, not ecdsa-with-SHA256 (1.2.840.10045.4.3.2), the only algorithm accepted"
+    )]
+    Algorithm(String),
+    /// The CA's signature on the PSD certificate does not verify: the PSD
+    /// certificate was issued by another CA, or altered.
+    #[error(
+        "the PSD certificate's signature does not verify with the CA certificate's key (it was issued by another CA, or altered)"
+    )]
+    Signature,
+    /// The PSD certificate's issuer is not the CA certificate's subject.
+    #[error("the PSD certificate's issuer ({issuer}) is not the CA certificate's subject ({ca})")]
+    Issuer {
+        /// The PSD certificate's issuer.
+        issuer: String,
+        /// The CA certificate's subject.
+        ca: String,
+    },
+    /// The PSD certificate is not valid yet at the time of the check.
+    #[error("the PSD certificate is not valid yet: valid from {not_before}, checked at {at}")]
+    NotYetValid {
+        /// The time of the check.
+        at: i64,
+        /// Start of the PSD certificate's validity.
+        not_before: i64,
+    },
+    /// The PSD certificate has expired at the time of the check.
+    #[error("the PSD certificate has expired: valid until {not_after}, checked at {at}")]
+    Expired {
+        /// The time of the check.
+        at: i64,
+        /// End of the PSD certificate's validity.
+        not_after: i64,
+    },
+    /// The PSD certificate is itself a CA certificate, which no PSD has.
+    #[error("the PSD certificate is a CA certificate (basicConstraints cA is set); a PSD's is not")]
+    PsdIsCa,
+    /// The certificate is a good one from the CA, but it does not bind the
+    /// indicium: serial, device or signature (see [`VerifyError`]).
+    #[error(transparent)]
+    Indicium(#[from] VerifyError),
+}

@@ -28,14 +28,18 @@
 //! with the PSD's indicium key and stores the result in
 //! [`Indicium::signature`]. Anyone can then [`Indicium::from_bytes`] a scan
 //! and check it with [`Indicium::verify`] (a bare public key) or
-//! [`Indicium::verify_with_certificate`] (the PSD's X.509 certificate).
+//! [`Indicium::verify_with_certificate`] (the PSD's X.509 certificate), or
+//! completely, certificate chain included, with [`Indicium::verify_with_chain`]
+//! (the PSD's certificate and the CA certificate).
 #![forbid(unsafe_code)]
 
 mod certificate;
+mod chain;
 mod error;
 mod types;
 
-pub use error::{IndiciumError, VerifyError};
+pub use chain::{PsdCertificate, check_psd_certificate};
+pub use error::{ChainError, IndiciumError, VerifyError};
 pub use types::{DeviceId, MailCategory, MailingDate, Zip4};
 
 /// Length of an encoded version-1 indicium.

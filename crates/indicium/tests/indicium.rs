@@ -666,3 +666,319 @@ fn der_signature_parsing() {
     assert_eq!(&raw[32..63], &[0; 31]);
     assert_eq!(raw[63], 5);
 }
+
+// ---- the certificate chain: PSD certificate against the CA certificate ----
+
+/// A self-signed P-256 CA `name.pem` / `name.key` (reusing `name.key` when it
+/// exists) with the given extensions; returns its DER.
+fn make_ca(dir: &Path, name: &str, subject: &str, extensions: &[&str]) -> Vec<u8> {
+    let key = format!("{name}.key");
+    if !dir.join(&key).exists() {
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &key,
+            ],
+        );
+    }
+    let pem = format!("{name}.pem");
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        &key,
+        "-subj",
+        subject,
+        "-days",
+        "3650",
+        "-set_serial",
+        "1",
+        "-out",
+        &pem,
+    ];
+    for e in extensions {
+        args.extend(["-addext", e]);
+    }
+    openssl(dir, &args);
+    pem_to_der(dir, &pem)
+}
+
+fn pem_to_der(dir: &Path, pem: &str) -> Vec<u8> {
+    let der = format!("{pem}.der");
+    openssl(dir, &["x509", "-in", pem, "-outform", "DER", "-out", &der]);
+    std::fs::read(dir.join(der)).unwrap()
+}
+
+/// Issues a certificate for the existing key `key_name.key` by the CA
+/// `ca.pem`/`ca.key` for `days` days, with extensions from `extfile` if
+/// given; returns its DER.
+fn issue_by(
+    dir: &Path,
+    key_name: &str,
+    ca: &str,
+    subject: &str,
+    days: &str,
+    extfile: Option<&str>,
+) -> Vec<u8> {
+    let csr = format!("{key_name}.csr");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &format!("{key_name}.key"),
+            "-subj",
+            subject,
+            "-out",
+            &csr,
+        ],
+    );
+    let out = format!("{key_name}-by-{ca}.der");
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    let mut args = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-set_serial",
+        "0x0123456789ABCDEF",
+        "-days",
+        days,
+        "-outform",
+        "DER",
+        "-out",
+        &out,
+    ];
+    if let Some(f) = extfile {
+        args.extend(["-extfile", f]);
+    }
+    openssl(dir, &args);
+    std::fs::read(dir.join(out)).unwrap()
+}
+
+#[test]
+fn verify_with_chain_against_openssl_ca() {
+    use postvault_indicium::{ChainError, check_psd_certificate};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ca_exts = [
+        "basicConstraints=critical,CA:TRUE",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    let ca = make_ca(
+        dir,
+        "ca",
+        "/O=postvault test/CN=postvault test CA",
+        &ca_exts,
+    );
+    // PSD certificates are issued a moment later, so that a time between the
+    // CA's start and the PSD's exists.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "psd.key",
+        ],
+    );
+    let subject = "/O=postvault/CN=0042-0001-00000017";
+    let psd = issue_by(dir, "psd", "ca", subject, "30", None);
+
+    let mut ind = Indicium {
+        certificate_serial: 0x89AB_CDEF,
+        device: DeviceId {
+            vendor: 42,
+            model: 1,
+            serial: 17,
+        },
+        ..vector_indicium()
+    };
+    ind.signature = openssl_sign(dir, "psd", &ind.payload().unwrap());
+
+    // A good chain: the certificate's own dates bound the checks below.
+    let info = check_psd_certificate(&psd, &ca, now_from(&psd)).unwrap();
+    assert_eq!(info.serial, "01:23:45:67:89:ab:cd:ef");
+    assert!(info.subject.contains("CN=0042-0001-00000017"), "{info:?}");
+    assert!(info.issuer.contains("postvault test CA"), "{info:?}");
+    assert_eq!(info.not_after - info.not_before, 30 * 86_400);
+    let at = info.not_before + 60;
+    assert_eq!(ind.verify_with_chain(&psd, &ca, at), Ok(info.clone()));
+
+    // Validity: before the PSD's start (the CA is already valid), at its end.
+    assert_eq!(
+        ind.verify_with_chain(&psd, &ca, info.not_before - 1),
+        Err(ChainError::NotYetValid {
+            at: info.not_before - 1,
+            not_before: info.not_before
+        })
+    );
+    let e = ind
+        .verify_with_chain(&psd, &ca, info.not_after)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        ChainError::Expired {
+            at: info.not_after,
+            not_after: info.not_after
+        }
+    );
+    assert!(e.to_string().contains("expired"), "{e}");
+    // ... and the CA's own validity (10 years).
+    assert!(matches!(
+        ind.verify_with_chain(&psd, &ca, info.not_before + 3651 * 86_400),
+        Err(ChainError::CaValidity { .. })
+    ));
+
+    // The indicium's own checks come after the chain's.
+    let mut tampered = ind.clone();
+    tampered.postage += 1;
+    assert_eq!(
+        tampered.verify_with_chain(&psd, &ca, at),
+        Err(ChainError::Indicium(VerifyError::Signature))
+    );
+    let other_serial = Indicium {
+        certificate_serial: 1,
+        ..ind.clone()
+    };
+    assert!(matches!(
+        other_serial.verify_with_chain(&psd, &ca, at),
+        Err(ChainError::Indicium(VerifyError::SerialMismatch { .. }))
+    ));
+
+    // Another CA (same subject, another key): its signature does not verify.
+    let other_ca = make_ca(
+        dir,
+        "other",
+        "/O=postvault test/CN=postvault test CA",
+        &ca_exts,
+    );
+    let e = ind.verify_with_chain(&psd, &other_ca, at).unwrap_err();
+    assert_eq!(e, ChainError::Signature);
+    assert!(e.to_string().contains("another CA"), "{e}");
+    let by_other = issue_by(dir, "psd", "other", subject, "30", None);
+    assert_eq!(
+        ind.verify_with_chain(&by_other, &ca, at),
+        Err(ChainError::Signature)
+    );
+    assert_eq!(
+        ind.verify_with_chain(&by_other, &other_ca, at).map(|_| ()),
+        Ok(())
+    );
+
+    // The CA's key under another name: the signature verifies, the issuer does not match.
+    std::fs::copy(dir.join("ca.key"), dir.join("renamed.key")).unwrap();
+    let renamed = make_ca(dir, "renamed", "/CN=some other CA", &ca_exts);
+    assert!(matches!(
+        ind.verify_with_chain(&psd, &renamed, at),
+        Err(ChainError::Issuer { .. })
+    ));
+
+    // A trust anchor that is not a CA certificate.
+    std::fs::copy(dir.join("ca.key"), dir.join("leaf.key")).unwrap();
+    let leaf = make_ca(
+        dir,
+        "leaf",
+        "/O=postvault test/CN=postvault test CA",
+        &["basicConstraints=critical,CA:FALSE"],
+    );
+    assert!(matches!(
+        ind.verify_with_chain(&psd, &leaf, at),
+        Err(ChainError::NotCa { .. })
+    ));
+    std::fs::copy(dir.join("ca.key"), dir.join("nosign.key")).unwrap();
+    let nosign = make_ca(
+        dir,
+        "nosign",
+        "/O=postvault test/CN=postvault test CA",
+        &[
+            "basicConstraints=critical,CA:TRUE",
+            "keyUsage=critical,digitalSignature",
+        ],
+    );
+    let e = ind.verify_with_chain(&psd, &nosign, at).unwrap_err();
+    assert!(matches!(e, ChainError::NotCa { .. }), "{e}");
+    assert!(e.to_string().contains("keyCertSign"), "{e}");
+
+    // A PSD certificate that claims to be a CA.
+    std::fs::write(
+        dir.join("ca-ext.cnf"),
+        "basicConstraints=critical,CA:TRUE\n",
+    )
+    .unwrap();
+    let psd_ca = issue_by(dir, "psd", "ca", subject, "30", Some("ca-ext.cnf"));
+    assert_eq!(
+        ind.verify_with_chain(&psd_ca, &ca, at),
+        Err(ChainError::PsdIsCa)
+    );
+
+    // A CA with a P-384 key.
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-out",
+            "big.key",
+        ],
+    );
+    let big = make_ca(dir, "big", "/CN=P-384 CA", &ca_exts);
+    assert!(matches!(
+        ind.verify_with_chain(&psd, &big, at),
+        Err(ChainError::CaKey(_))
+    ));
+
+    // Not certificates; an altered PSD certificate.
+    assert!(matches!(
+        ind.verify_with_chain(b"junk", &ca, at),
+        Err(ChainError::Certificate(_))
+    ));
+    assert!(matches!(
+        ind.verify_with_chain(&psd, b"junk", at),
+        Err(ChainError::CaCertificate(_))
+    ));
+    let mut trailing = psd.clone();
+    trailing.push(0);
+    assert!(matches!(
+        ind.verify_with_chain(&trailing, &ca, at),
+        Err(ChainError::Certificate(_))
+    ));
+    // Flip a byte of the subject's CN inside the signed part.
+    let at_cn = psd
+        .windows(18)
+        .position(|w| w == b"0042-0001-00000017")
+        .unwrap();
+    let mut altered = psd.clone();
+    altered[at_cn + 17] = b'8';
+    assert_eq!(
+        ind.verify_with_chain(&altered, &ca, at),
+        Err(ChainError::Signature)
+    );
+}
+
+/// A time inside `der`'s validity: its not-before, read with x509-parser.
+fn now_from(der: &[u8]) -> i64 {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(der).unwrap();
+    cert.validity().not_before.timestamp() + 1
+}

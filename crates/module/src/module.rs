@@ -775,6 +775,17 @@ impl Module {
             self.joining_pending = false;
             entries.extend(entry.clone());
         }
+        // The lines the sink will write: this command's pending entries
+        // (taken now: a Reset erases the NVM image before the sink runs).
+        let lines: Vec<String> = if entries.is_empty() {
+            Vec::new()
+        } else {
+            self.nvm
+                .audit
+                .as_ref()
+                .map(|a| a.pending.clone())
+                .unwrap_or_default()
+        };
         match after {
             AfterAudit::Nothing => {}
             AfterAudit::InstallAuditKey(k) => {
@@ -821,13 +832,7 @@ impl Module {
             let stored = if self.audit_fault == Some(AuditFault::ChainBroken) {
                 Err(std::io::Error::other("injected audit storage failure"))
             } else {
-                let lines = self
-                    .nvm
-                    .audit
-                    .as_ref()
-                    .map(|a| a.pending.as_slice())
-                    .unwrap_or_default();
-                self.sink.append_lines(&entries, lines)
+                self.sink.append_lines(&entries, &lines)
             };
             if let Err(err) = stored {
                 // The chain advanced in NVM but the entry is lost: the audit is broken for good.
