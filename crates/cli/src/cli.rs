@@ -12,8 +12,8 @@ use postvault_module::keys::{KeyType, KeyUsage};
 ///
 /// `postvault module` runs ceremonies and operations on a cryptographic
 /// module; `postvault audit` checks a module's audit log offline;
-/// `postvault bench` measures performance.
-/// `postvault verify` checks a postage label offline.
+/// `postvault bench` measures performance; `postvault verify` checks a
+/// postage label offline; `postvault serve` runs the postal server.
 #[derive(Debug, Parser)]
 #[command(name = "postvault", version, propagate_version = true)]
 pub struct Cli {
@@ -55,6 +55,37 @@ pub enum Command {
     /// indicium's fields. Exit 0 only when valid, 1 when not valid or
     /// unreadable, 2 on a usage error.
     Verify(VerifyArgs),
+    /// Run the postal server: the HTTPS JSON API (sign-up, logon, sessions).
+    ///
+    /// HTTPS only (TLS 1.3 and 1.2). With no certificate configured, the
+    /// first start makes a self-signed one in DATA/tls/ and every start
+    /// prints its SHA-256 fingerprint for clients to pin. The first start on
+    /// a fresh store also makes the operator account `operator` and writes
+    /// its password to DATA/operator-credentials.txt (mode 0600). The API is
+    /// described at https://ADDR/openapi.json. Stops on ctrl-c or SIGTERM.
+    Serve(ServerArgs),
+}
+
+/// Options of `postvault serve`; each one given overrides the --config file.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The data directory (created if missing): TLS certificate, operator
+    /// credentials, the default SQLite database. Default: ./postvault-data.
+    #[arg(long, env = "POSTVAULT_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Listen on this address (IP:PORT; port 0 picks a free port, printed
+    /// at start). Default: 127.0.0.1:8443.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The store: sqlite://PATH or postgres://USER@HOST/DB (default
+    /// sqlite://DATA/postvault.sqlite).
+    #[arg(long, env = "POSTVAULT_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// A TOML configuration file: data, listen, store,
+    /// session_idle_timeout_secs (900), failed_logon_limit (5),
+    /// max_body_bytes (65536), tls_cert and tls_key. Unknown keys are an error.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Which module to talk to.

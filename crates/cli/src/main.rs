@@ -2,7 +2,7 @@
 //! module (ceremonies, operators, keys, audit export) in-process or through a
 //! module daemon; `postvault audit ...` checks audit logs offline;
 //! `postvault bench ...` measures performance; `postvault verify ...` checks a
-//! postage label offline.
+//! postage label offline; `postvault serve` runs the postal server.
 //!
 //! Exit codes: 0 success, 1 failure (the module refused or failed, a file
 //! could not be read or written, a check failed), 2 usage error.
@@ -16,6 +16,7 @@ mod keys;
 mod module;
 mod output;
 mod secrets;
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

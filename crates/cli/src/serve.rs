@@ -1,0 +1,56 @@
+//! `postvault serve`: reads the configuration (file, then flags), starts
+//! the postal server with the system clock, prints its URL, certificate
+//! fingerprint and where the first operator's credentials are, and serves
+//! until ctrl-c or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use postvault_server::{ConfigFile, Overrides, Server, ServerConfig, ServerError};
+
+use crate::cli::ServerArgs;
+use crate::conn::SystemClock;
+use crate::{outln, usage};
+
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => match ConfigFile::read(path) {
+            Ok(f) => f,
+            Err(ServerError::Config(m)) => usage!("{m}"),
+            Err(e) => return Err(e).context("reading the configuration file"),
+        },
+        None => ConfigFile::default(),
+    };
+    let overrides = Overrides {
+        data: args.data,
+        listen: args.listen,
+        store: args.store,
+    };
+    let config = match ServerConfig::build(file, overrides) {
+        Ok(c) => c,
+        Err(e) => usage!("{e}"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let server = Server::start(config, Arc::new(SystemClock))
+            .await
+            .with_context(|| format!("starting the server on {}", data_dir.display()))?;
+        outln!(
+            "postvault serving {} (certificate sha256 {})",
+            server.url(),
+            server.certificate_fingerprint()
+        );
+        outln!("{}", server.operator_credentials());
+        server
+            .run_until_signal()
+            .await
+            .context("shutting the server down")?;
+        outln!("postvault server stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,577 @@
+//! The JSON API: the router, the handlers, and how every failure becomes a
+//! `{"error": "..."}` response with the right 4xx (or a logged 5xx).
+//!
+//! Routes (the OpenAPI document at `/openapi.json` describes each):
+//!
+//! * `GET /healthz`, `GET /openapi.json`;
+//! * `POST /v1/accounts`: sign-up (a customer account);
+//! * `POST /v1/sessions`: logon, returns a bearer token;
+//! * `DELETE /v1/sessions/current`: logoff;
+//! * `GET /v1/me`: the logged-on account.
+//!
+//! Session tokens are 32 random bytes, sent as 64 hex digits; the store
+//! keeps only the SHA-256 of the 32 bytes, so a copy of the database logs
+//! nobody on. A session unused for longer than the idle timeout is expired
+//! and deleted when it is next presented.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use axum::{Json, Router};
+use postvault_crypto::password::{self, Argon2Params};
+use postvault_crypto::rng::Rng;
+use postvault_module::Clock;
+use postvault_store::{Account, Session, Store, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+/// What the handlers share.
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Mutex<Rng>,
+    pub(crate) session_idle_timeout_secs: u64,
+    pub(crate) failed_logon_limit: u32,
+    pub(crate) max_body_bytes: usize,
+    /// Argon2id costs for new hashes and for the dummy check.
+    pub(crate) argon2: Argon2Params,
+    /// Bounds the Argon2id computations running at once (each takes
+    /// 19 MiB), so a flood of logons queues instead of exhausting memory.
+    pub(crate) argon2_slots: tokio::sync::Semaphore,
+}
+
+/// How many Argon2id computations may run at once.
+pub(crate) fn argon2_slots() -> tokio::sync::Semaphore {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cpus * 2)
+}
+
+/// Runs Argon2id work on a blocking thread once a slot is free.
+async fn argon2_work<T: Send + 'static>(
+    st: &St,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _slot = st
+        .argon2_slots
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal("waiting for a hashing slot", e))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal("hashing task", e))
+}
+
+type St = Arc<AppState>;
+
+/// Every route the router serves, as (method, path): the router is built
+/// from this list only, and the OpenAPI test checks the document against it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/openapi.json"),
+    ("POST", "/v1/accounts"),
+    ("POST", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/current"),
+    ("GET", "/v1/me"),
+];
+
+fn handler_for(method: &str, path: &str) -> MethodRouter<St> {
+    match (method, path) {
+        ("GET", "/healthz") => get(healthz),
+        ("GET", "/openapi.json") => get(openapi),
+        ("POST", "/v1/accounts") => post(sign_up),
+        ("POST", "/v1/sessions") => post(logon),
+        ("DELETE", "/v1/sessions/current") => delete(logoff),
+        ("GET", "/v1/me") => get(me),
+        _ => unreachable!("ROUTES and handler_for disagree on {method} {path}"),
+    }
+}
+
+/// The application: every route of [`ROUTES`], JSON fallbacks for unknown
+/// paths and methods, and the body size limit.
+pub(crate) fn router(state: St) -> Router {
+    let mut router: Router<St> = Router::new();
+    for (method, path) in ROUTES {
+        router = router.route(path, handler_for(method, path));
+    }
+    let limit = state.max_body_bytes;
+    router
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such route: /openapi.json lists the API",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method: /openapi.json lists the API",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+// ----- errors -----
+
+/// A refused or failed request: a status and a message saying what to do.
+/// Causes of server-side failures are logged, never sent.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: Cow<'static, str>,
+}
+
+const WRONG_CREDENTIALS: &str = "wrong login or password";
+const LOCKED: &str =
+    "this account is locked after too many failed logons: contact the vendor to have it unlocked";
+const NO_TOKEN: &str = "not logged on: log on with POST /v1/sessions and send the token as `Authorization: Bearer TOKEN`";
+const BAD_TOKEN: &str = "not logged on: the session token is unknown or logged off; log on again with POST /v1/sessions";
+const EXPIRED: &str = "session expired, log on again";
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A server-side failure: the cause goes to the log, the client gets a
+    /// message without it.
+    fn internal(what: &str, cause: impl std::fmt::Display) -> Self {
+        eprintln!("postvault server error: {what}: {cause}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error: nothing was changed; the server log has the details",
+        )
+    }
+
+    fn store(what: &str, e: StoreError) -> Self {
+        match e {
+            StoreError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is busy: try again",
+            ),
+            e => Self::internal(what, e),
+        }
+    }
+
+    fn unauthorized(message: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+// ----- the JSON body extractor -----
+
+/// `Json<T>` whose refusals are [`ApiError`]s saying what was wrong.
+pub(crate) struct ApiJson<T>(T);
+
+impl<T> FromRequest<St> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_rejection(rejection, state.max_body_bytes)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
+    match rejection {
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON: {}", source_text(&e)),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the JSON does not fit this request: {} (see /openapi.json)",
+                source_text(&e)
+            ),
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send a JSON body with `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: the limit is {limit} bytes"),
+            )
+        }
+        other => ApiError::new(
+            other.status(),
+            format!("cannot read the request body: {}", other.body_text()),
+        ),
+    }
+}
+
+/// The innermost cause of an extractor error (serde's message with its
+/// line and column, without axum's prefix).
+fn source_text(e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+// ----- the logged-on session -----
+
+/// A request's session, checked: the token is known, not idle beyond the
+/// timeout (then it is deleted), and the account exists and is not locked.
+/// Using it counts as activity.
+pub(crate) struct Authed {
+    token_hash: [u8; 32],
+    session: Session,
+    account: Account,
+}
+
+impl FromRequestParts<St> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &St) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(NO_TOKEN));
+        };
+        // The scheme name is case-insensitive (RFC 9110, 11.1).
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| ApiError::unauthorized(NO_TOKEN))?;
+        let bytes = Zeroizing::new(hex::decode(token).unwrap_or_default());
+        if bytes.len() != 32 {
+            return Err(ApiError::unauthorized(BAD_TOKEN));
+        }
+        let token_hash = postvault_crypto::hash::sha256(&[&bytes]);
+        let session = st
+            .store
+            .get_session(&token_hash)
+            .await
+            .map_err(|e| ApiError::store("reading a session", e))?
+            .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))?;
+        let now = st.clock.now();
+        if now.saturating_sub(session.last_active) > st.session_idle_timeout_secs as i64 {
+            st.store
+                .delete_session(&token_hash)
+                .await
+                .map_err(|e| ApiError::store("deleting an expired session", e))?;
+            return Err(ApiError::unauthorized(EXPIRED));
+        }
+        let account = st
+            .store
+            .get_account(&session.login)
+            .await
+            .map_err(|e| ApiError::store("reading an account", e))?
+            .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))?;
+        if account.locked {
+            return Err(ApiError::new(StatusCode::LOCKED, LOCKED));
+        }
+        st.store
+            .touch_session(&token_hash, now.max(session.last_active))
+            .await
+            .map_err(|e| ApiError::store("touching a session", e))?;
+        Ok(Self {
+            token_hash,
+            session,
+            account,
+        })
+    }
+}
+
+// ----- handlers -----
+
+async fn healthz(State(st): State<St>) -> Result<Json<Value>, ApiError> {
+    st.store
+        .schema_version()
+        .await
+        .map_err(|e| ApiError::store("health check", e))?;
+    Ok(Json(json!({ "status": "ok", "store": st.store.engine() })))
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+/// A sign-up or logon request. No `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    login: String,
+    password: Zeroizing<String>,
+}
+
+/// Login IDs: 3 to 64 characters of `A-Z a-z 0-9 . _ @ -`.
+pub(crate) fn valid_login(login: &str) -> bool {
+    (3..=64).contains(&login.len())
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
+}
+
+const MIN_PASSWORD_CHARS: usize = 12;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+async fn sign_up(
+    State(st): State<St>,
+    ApiJson(req): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !valid_login(&req.login) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "login must be 3 to 64 characters of A-Z, a-z, 0-9, '.', '_', '@' and '-'",
+        ));
+    }
+    if req.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password must be at least 12 characters long",
+        ));
+    }
+    if req.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "password must be at most 1024 bytes long",
+        ));
+    }
+    let hash = hash_password(&st, req.password).await?;
+    let account = Account {
+        login: req.login.clone(),
+        password_hash: hash,
+        role: "customer".into(),
+        failed_logons: 0,
+        locked: false,
+        created: st.clock.now(),
+    };
+    match st.store.create_account(&account).await {
+        Ok(()) => {}
+        Err(StoreError::Duplicate { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("the login {:?} is taken: choose another", req.login),
+            ));
+        }
+        Err(e) => return Err(ApiError::store("creating an account", e)),
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "login": account.login, "role": account.role })),
+    ))
+}
+
+/// Hashes a new password on a blocking thread (Argon2id takes a while).
+pub(crate) async fn hash_password(
+    st: &St,
+    password: Zeroizing<String>,
+) -> Result<String, ApiError> {
+    let shared = st.clone();
+    argon2_work(st, move || {
+        let mut rng = shared.rng.lock().unwrap_or_else(|p| p.into_inner());
+        password::hash_password(&mut rng, password.as_bytes(), shared.argon2)
+    })
+    .await?
+    .map_err(|e| ApiError::internal("hashing a password", e))
+}
+
+async fn logon(
+    State(st): State<St>,
+    ApiJson(req): ApiJson<Credentials>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let account = st
+        .store
+        .get_account(&req.login)
+        .await
+        .map_err(|e| ApiError::store("reading an account", e))?;
+    let Some(account) = account else {
+        // The same work as a real check, so timing does not tell who exists.
+        let params = st.argon2;
+        let password = req.password;
+        argon2_work(&st, move || {
+            password::dummy_verify(password.as_bytes(), params)
+        })
+        .await?;
+        return Err(ApiError::unauthorized(WRONG_CREDENTIALS));
+    };
+    let hash = account.password_hash.clone();
+    let password = req.password;
+    let ok = argon2_work(&st, move || {
+        password::verify_password(&hash, password.as_bytes())
+    })
+    .await?
+    .map_err(|e| ApiError::internal("checking a stored password hash", e))?;
+    if account.locked {
+        return Err(ApiError::new(StatusCode::LOCKED, LOCKED));
+    }
+    if !ok {
+        let now = st
+            .store
+            .record_failed_logon(&account.login, st.failed_logon_limit)
+            .await
+            .map_err(|e| ApiError::store("counting a failed logon", e))?;
+        if now.locked {
+            eprintln!(
+                "postvault server: account {:?} locked after {} failed logons",
+                now.login, now.failed_logons
+            );
+            return Err(ApiError::new(StatusCode::LOCKED, LOCKED));
+        }
+        return Err(ApiError::unauthorized(WRONG_CREDENTIALS));
+    }
+    st.store
+        .record_successful_logon(&account.login)
+        .await
+        .map_err(|e| ApiError::store("recording a logon", e))?;
+    let token = {
+        let mut rng = st.rng.lock().unwrap_or_else(|p| p.into_inner());
+        Zeroizing::new(
+            rng.array::<32>()
+                .map_err(|e| ApiError::internal("making a session token", e))?,
+        )
+    };
+    let now = st.clock.now();
+    let session = Session {
+        token_hash: postvault_crypto::hash::sha256(&[&token[..]]).to_vec(),
+        login: account.login.clone(),
+        created: now,
+        last_active: now,
+    };
+    st.store
+        .create_session(&session)
+        .await
+        .map_err(|e| ApiError::store("creating a session", e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": hex::encode(&token[..]),
+            "login": account.login,
+            "role": account.role,
+            "idle_timeout_secs": st.session_idle_timeout_secs,
+        })),
+    ))
+}
+
+async fn logoff(State(st): State<St>, auth: Authed) -> Result<StatusCode, ApiError> {
+    st.store
+        .delete_session(&auth.token_hash)
+        .await
+        .map_err(|e| ApiError::store("deleting a session", e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(st): State<St>, auth: Authed) -> Json<Value> {
+    Json(json!({
+        "login": auth.account.login,
+        "role": auth.account.role,
+        "created": auth.account.created,
+        "session": {
+            "created": auth.session.created,
+            "idle_timeout_secs": st.session_idle_timeout_secs,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use postvault_crypto::Faults;
+    use postvault_module::ManualClock;
+    use tower::ServiceExt as _;
+
+    async fn app(dir: &std::path::Path) -> Router {
+        let url = format!("sqlite://{}", dir.join("t.sqlite").display());
+        router(Arc::new(AppState {
+            store: postvault_store::open_store(&url).await.unwrap(),
+            clock: Arc::new(ManualClock::new(1_000_000)),
+            rng: Mutex::new(Rng::new(Faults::none())),
+            session_idle_timeout_secs: 900,
+            failed_logon_limit: 5,
+            max_body_bytes: 64 * 1024,
+            argon2: Argon2Params::TEST,
+            argon2_slots: argon2_slots(),
+        }))
+    }
+
+    /// The OpenAPI document describes exactly the routes the router is
+    /// built from, and the router serves each of them (neither the
+    /// unknown-route nor the wrong-method fallback answers).
+    #[tokio::test]
+    async fn openapi_matches_the_router() {
+        let doc = crate::openapi::document();
+        let mut documented = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.push((method.to_uppercase(), path.clone()));
+            }
+        }
+        let mut served: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let app = app(tmp.path()).await;
+        for (method, path) in ROUTES {
+            let req = axum::http::Request::builder()
+                .method(*method)
+                .uri(*path)
+                .body(Body::empty())
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {status} {text}"
+            );
+        }
+        // And the fallbacks answer in JSON.
+        let req = axum::http::Request::builder()
+            .uri("/nope")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn logins() {
+        for ok in ["abc", "a.b_c@d-e", &"x".repeat(64)] {
+            assert!(valid_login(ok), "{ok}");
+        }
+        for bad in ["ab", "a b", "é12", &"x".repeat(65), "a/b", ""] {
+            assert!(!valid_login(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The server's configuration: an optional TOML file ([`ConfigFile`], unknown
+//! keys refused), command-line flags that override it ([`Overrides`]), and
+//! the validated result ([`ServerConfig`]) that is passed to
+//! [`crate::Server::start`].
+//!
+//! ```toml
+//! data = "/var/lib/postvault"          # the data directory
+//! listen = "0.0.0.0:8443"
+//! store = "postgres://pv@db/postvault" # default sqlite://DATA/postvault.sqlite
+//! session_idle_timeout_secs = 900      # 15 minutes without activity
+//! failed_logon_limit = 5               # failed logons before the account locks
+//! max_body_bytes = 65536
+//! tls_cert = "/etc/postvault/cert.pem" # both or neither; default: self-signed
+//! tls_key = "/etc/postvault/key.pem"   #   in DATA/tls/
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Result, ServerError};
+
+/// The default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "postvault-data";
+/// Seconds without activity after which a session expires (15 minutes, as
+/// PostalOne! does).
+pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECS: u64 = 900;
+/// Failed logons in a row that lock an account.
+pub const DEFAULT_FAILED_LOGON_LIMIT: u32 = 5;
+/// The largest request body accepted (64 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The configuration file as written. Every key is optional; an unknown key
+/// is an error (a misspelt setting must not be silently ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The data directory.
+    pub data: Option<PathBuf>,
+    /// The address to listen on (`IP:PORT`; port 0 picks a free one).
+    pub listen: Option<String>,
+    /// The store URL (`sqlite://PATH` or `postgres://...`).
+    pub store: Option<String>,
+    /// Seconds without activity after which a session expires.
+    pub session_idle_timeout_secs: Option<u64>,
+    /// Failed logons in a row that lock an account.
+    pub failed_logon_limit: Option<u32>,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// A PEM certificate chain for TLS (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a configuration file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(ServerError::io(path))?;
+        Self::parse(&text).map_err(|e| match e {
+            ServerError::Config(m) => ServerError::Config(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    /// Parses the text of a configuration file.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| ServerError::Config(e.message().to_string()))
+    }
+}
+
+/// Settings given on the command line; each one given wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data DIR`.
+    pub data: Option<PathBuf>,
+    /// `--listen ADDR`.
+    pub listen: Option<String>,
+    /// `--store URL`.
+    pub store: Option<String>,
+}
+
+/// Paths of a configured TLS certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The data directory (created if missing): the self-signed TLS
+    /// certificate, the first operator's credentials and the default SQLite
+    /// database live here.
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The store URL. It may hold a password: it is never printed.
+    pub store_url: String,
+    /// Seconds without activity after which a session expires.
+    pub session_idle_timeout_secs: u64,
+    /// Failed logons in a row that lock an account.
+    pub failed_logon_limit: u32,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// A configured certificate; `None` means the self-signed one in
+    /// `DATA/tls/`.
+    pub tls: Option<TlsFiles>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    // The store URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("store_url", &"<redacted>")
+            .field("session_idle_timeout_secs", &self.session_idle_timeout_secs)
+            .field("failed_logon_limit", &self.failed_logon_limit)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// The defaults for a data directory. Fails only if the directory's
+    /// path is not UTF-8 (the default store URL is built from it).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self> {
+        Self::build(
+            ConfigFile::default(),
+            Overrides {
+                data: Some(data_dir.into()),
+                ..Overrides::default()
+            },
+        )
+    }
+
+    /// Combines a file (or none) with command-line overrides and checks the
+    /// result.
+    pub fn build(file: ConfigFile, flags: Overrides) -> Result<Self> {
+        let data_dir = flags
+            .data
+            .or(file.data)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_text = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ServerError::Config(format!(
+                "listen address {listen_text:?} is not IP:PORT (for example 127.0.0.1:8443, or port 0 for any free port)"
+            ))
+        })?;
+        let store_url = match flags.store.or(file.store) {
+            Some(url) => url,
+            None => {
+                let path = data_dir.join("postvault.sqlite");
+                let path = path.to_str().ok_or_else(|| {
+                    ServerError::Config(
+                        "the data directory's path is not UTF-8: give --store sqlite://PATH".into(),
+                    )
+                })?;
+                format!("sqlite://{path}")
+            }
+        };
+        if !(store_url.starts_with("sqlite://")
+            || store_url.starts_with("postgres://")
+            || store_url.starts_with("postgresql://"))
+        {
+            return Err(ServerError::Config(
+                "store must be sqlite://PATH or postgres://... (the value is not repeated: it may hold a password)".into(),
+            ));
+        }
+        let session_idle_timeout_secs = file
+            .session_idle_timeout_secs
+            .unwrap_or(DEFAULT_SESSION_IDLE_TIMEOUT_SECS);
+        if !(1..=86_400).contains(&session_idle_timeout_secs) {
+            return Err(ServerError::Config(format!(
+                "session_idle_timeout_secs = {session_idle_timeout_secs}: must be 1 to 86400 (a day)"
+            )));
+        }
+        let failed_logon_limit = file
+            .failed_logon_limit
+            .unwrap_or(DEFAULT_FAILED_LOGON_LIMIT);
+        if !(1..=100).contains(&failed_logon_limit) {
+            return Err(ServerError::Config(format!(
+                "failed_logon_limit = {failed_logon_limit}: must be 1 to 100"
+            )));
+        }
+        let max_body_bytes = file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ServerError::Config(format!(
+                "max_body_bytes = {max_body_bytes}: must be 1024 to 67108864 (64 MiB)"
+            )));
+        }
+        let tls = match (file.tls_cert, file.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(ServerError::Config(
+                    "tls_cert and tls_key go together: give both, or neither for a self-signed certificate in DATA/tls/".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            data_dir,
+            listen,
+            store_url,
+            session_idle_timeout_secs,
+            failed_logon_limit,
+            max_body_bytes,
+            tls,
+        })
+    }
+
+    /// The store engine the URL names (`"sqlite"` or `"postgres"`).
+    pub fn store_engine(&self) -> &'static str {
+        if self.store_url.starts_with("sqlite://") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = ServerConfig::new("/srv/pv").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.store_url, "sqlite:///srv/pv/postvault.sqlite");
+        assert_eq!(c.session_idle_timeout_secs, 900);
+        assert_eq!(c.failed_logon_limit, 5);
+        assert_eq!(c.tls, None);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = ConfigFile::parse(
+            "data = \"/a\"\nlisten = \"127.0.0.1:1\"\nstore = \"sqlite:///x\"\nsession_idle_timeout_secs = 60\n",
+        )
+        .unwrap();
+        let c = ServerConfig::build(
+            file,
+            Overrides {
+                data: Some("/b".into()),
+                listen: Some("127.0.0.1:0".into()),
+                store: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.store_url, "sqlite:///x");
+        assert_eq!(c.session_idle_timeout_secs, 60);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let e = ConfigFile::parse("session_timeout = 5\n").unwrap_err();
+        assert!(e.to_string().contains("session_timeout"), "{e}");
+        for text in [
+            "session_idle_timeout_secs = 0",
+            "failed_logon_limit = 0",
+            "max_body_bytes = 10",
+            "listen = \"localhost\"",
+            "store = \"mysql://x\"",
+            "tls_cert = \"/c.pem\"",
+        ] {
+            let file = ConfigFile::parse(text).unwrap();
+            assert!(
+                ServerConfig::build(file, Overrides::default()).is_err(),
+                "{text}"
+            );
+        }
+    }
+}
