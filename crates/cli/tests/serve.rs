@@ -9,7 +9,9 @@
 //! Nothing sleeps: session expiry is tested by writing an old last-activity
 //! time into the store behind the server's back.
 
-#[path = "support/pg_cluster.rs"]
+// The store's throwaway-cluster harness, shared rather than copied.
+#[path = "../../store/tests/it/pg_cluster.rs"]
+#[allow(dead_code)]
 mod pg_cluster;
 
 use std::io::{BufRead, BufReader};
@@ -626,7 +628,7 @@ async fn api_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn api_on_postgres() {
-    let url = pg_cluster::cluster().url();
+    let url = pg_cluster::cluster().create_database().await;
     scenario(Some(url)).await;
 }
 
