@@ -795,14 +795,7 @@ impl Module {
             category,
             signature: [0; postvault_indicium::SIGNATURE_LEN],
         };
-        let payload = indicium
-            .payload()
-            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?;
-        indicium.signature = self.package_signing_key(package, now)?.sign(&payload)?;
-        let bytes = indicium
-            .to_bytes()
-            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?
-            .to_vec();
+        let bytes = self.sign_indicium(package, &mut indicium, now)?;
         // Step 10: the answer, with a new challenge, MAC'd with the user's key.
         let new_challenge: [u8; 16] = self.rng.array()?;
         let mac =
@@ -823,6 +816,25 @@ impl Module {
                 ("category", category.to_string()),
             ],
         })
+    }
+
+    /// Signs `indicium` with the package's indicium key and returns its 113
+    /// bytes (create indicium step 9; the refund indicium too).
+    pub(super) fn sign_indicium(
+        &mut self,
+        package: &PsdPackage,
+        indicium: &mut postvault_indicium::Indicium,
+        now: i64,
+    ) -> Result<Vec<u8>, ModuleError> {
+        let device = package.device;
+        let payload = indicium
+            .payload()
+            .map_err(|e| ModuleError::Internal(format!("PSD {device}: indicium: {e}")))?;
+        indicium.signature = self.package_signing_key(package, now)?.sign(&payload)?;
+        Ok(indicium
+            .to_bytes()
+            .map_err(|e| ModuleError::Internal(format!("PSD {device}: indicium: {e}")))?
+            .to_vec())
     }
 
     /// Authenticates a meter user's MAC'd request (seed 002, FIG. 5 and

@@ -71,14 +71,7 @@ impl Module {
             category: MailCategory::REFUND,
             signature: [0; postvault_indicium::SIGNATURE_LEN],
         };
-        let payload = indicium
-            .payload()
-            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?;
-        indicium.signature = self.package_signing_key(&package, now)?.sign(&payload)?;
-        let bytes = indicium
-            .to_bytes()
-            .map_err(|e| ModuleError::Internal(format!("PSD {device_id}: indicium: {e}")))?
-            .to_vec();
+        let bytes = self.sign_indicium(&package, &mut indicium, now)?;
         package.state = PsdState::Withdrawn;
         package.reset_user = None;
         package.last_provider_sequence = message.body.sequence;
