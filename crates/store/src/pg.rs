@@ -621,6 +621,48 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn reserve_meter(&self, owner: &str, state: &str, now: i64) -> Result<Option<Meter>> {
+        let c = self.inner.get().await?;
+        // SKIP LOCKED: two servers reserving at once take different rows
+        // instead of waiting for each other.
+        c.client()?
+            .query_opt(
+                &format!(
+                    "UPDATE meters SET owner = $1, updated = $3
+                     WHERE owner IS NULL AND device_id = (
+                         SELECT device_id FROM meters WHERE owner IS NULL AND state = $2
+                         ORDER BY device_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                     RETURNING {METER_COLS}"
+                ),
+                &[&owner, &state, &now],
+            )
+            .await?
+            .as_ref()
+            .map(meter_from)
+            .transpose()
+    }
+
+    async fn count_meters(&self, free_in: Option<&str>) -> Result<u64> {
+        let c = self.inner.get().await?;
+        let row = match free_in {
+            None => {
+                c.client()?
+                    .query_one("SELECT COUNT(*)::BIGINT FROM meters", &[])
+                    .await?
+            }
+            Some(state) => {
+                c.client()?
+                    .query_one(
+                        "SELECT COUNT(*)::BIGINT FROM meters WHERE owner IS NULL AND state = $1",
+                        &[&state],
+                    )
+                    .await?
+            }
+        };
+        let n: i64 = row.try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn lock_meters(&self, device_ids: &[String]) -> Result<Box<dyn MeterTx>> {
         self.lock(device_ids, false).await
     }

@@ -603,6 +603,39 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn reserve_meter(&self, owner: &str, state: &str, now: i64) -> Result<Option<Meter>> {
+        let (owner, state) = (owner.to_string(), state.to_string());
+        // One statement, so SQLite runs it atomically under its write lock.
+        self.run(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "UPDATE meters SET owner = ?1, updated = ?3
+                 WHERE owner IS NULL AND device_id = (
+                     SELECT device_id FROM meters WHERE owner IS NULL AND state = ?2
+                     ORDER BY device_id LIMIT 1)
+                 RETURNING {METER_COLS}"
+            ))?
+            .query_row(params![owner, state, now], meter_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn count_meters(&self, free_in: Option<&str>) -> Result<u64> {
+        let state = free_in.map(str::to_string);
+        self.run(move |c| {
+            let n: i64 = match state {
+                None => c.query_row("SELECT COUNT(*) FROM meters", [], |r| r.get(0))?,
+                Some(s) => c.query_row(
+                    "SELECT COUNT(*) FROM meters WHERE owner IS NULL AND state = ?1",
+                    [s],
+                    |r| r.get(0),
+                )?,
+            };
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn lock_meters(&self, device_ids: &[String]) -> Result<Box<dyn MeterTx>> {
         self.lock(device_ids, false).await
     }

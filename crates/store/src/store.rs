@@ -32,6 +32,15 @@ pub trait Store: Send + Sync {
     /// The meters an account owns, by device ID.
     async fn meters_of_account(&self, login: &str) -> Result<Vec<Meter>>;
 
+    /// Gives one meter that nobody owns and whose state is `state` to
+    /// `owner` (the lowest device ID first), atomically: two servers asking
+    /// at once never get the same meter. `None` when there is none.
+    async fn reserve_meter(&self, owner: &str, state: &str, now: i64) -> Result<Option<Meter>>;
+
+    /// How many meters are stored: all of them, or (with `free_in`) only
+    /// those nobody owns in that state.
+    async fn count_meters(&self, free_in: Option<&str>) -> Result<u64>;
+
     /// Opens a transaction and locks these meters' rows against every other
     /// transaction, in this process or any other, waiting for a lock held
     /// elsewhere (up to the engine's lock wait, then

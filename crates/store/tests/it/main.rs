@@ -36,6 +36,8 @@ both!(
     newer_schema_is_refused,
     open_store_parses_urls,
     meters_round_trip,
+    reserving_meters,
+    concurrent_reservations_get_different_meters,
     duplicate_device_id_is_refused,
     accounts_round_trip,
     duplicate_login_is_refused,

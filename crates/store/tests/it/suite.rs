@@ -80,6 +80,80 @@ pub async fn meters_round_trip(b: Backend) {
     assert!(s.meters_of_account("bob").await.unwrap().is_empty());
 }
 
+pub async fn reserving_meters(b: Backend) {
+    let db = Db::new(b).await;
+    let s = db.open().await;
+    s.create_account(&account("alice")).await.unwrap();
+    let mut free = meter("PV-2", None);
+    free.state = "Unleased".into();
+    let mut first = meter("PV-1", None);
+    first.state = "Unleased".into();
+    s.create_meter(&free).await.unwrap();
+    s.create_meter(&first).await.unwrap();
+    // Owned, or free but in another state: never reserved.
+    s.create_meter(&meter("PV-0", Some("alice"))).await.unwrap();
+    s.create_meter(&meter("PV-00", None)).await.unwrap();
+    assert_eq!(s.count_meters(None).await.unwrap(), 4);
+    assert_eq!(s.count_meters(Some("Unleased")).await.unwrap(), 2);
+
+    let got = s
+        .reserve_meter("alice", "Unleased", 1_800_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.device_id, "PV-1");
+    assert_eq!(got.owner.as_deref(), Some("alice"));
+    assert_eq!(got.updated, 1_800_000_000);
+    assert_eq!(got.package, first.package);
+    assert_eq!(s.get_meter("PV-1").await.unwrap(), Some(got));
+    let got = s
+        .reserve_meter("alice", "Unleased", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.device_id, "PV-2");
+    assert_eq!(s.reserve_meter("alice", "Unleased", 1).await.unwrap(), None);
+    assert_eq!(s.count_meters(Some("Unleased")).await.unwrap(), 0);
+    assert_eq!(s.meters_of_account("alice").await.unwrap().len(), 3);
+    // An unknown owner is refused by the foreign key and takes nothing.
+    let mut more = meter("PV-3", None);
+    more.state = "Unleased".into();
+    s.create_meter(&more).await.unwrap();
+    assert!(s.reserve_meter("nobody", "Unleased", 1).await.is_err());
+    assert_eq!(s.get_meter("PV-3").await.unwrap().unwrap().owner, None);
+}
+
+pub async fn concurrent_reservations_get_different_meters(b: Backend) {
+    let db = Db::new(b).await;
+    let s = db.open().await;
+    s.create_account(&account("alice")).await.unwrap();
+    for i in 0..12 {
+        let mut m = meter(&format!("PV-{i:02}"), None);
+        m.state = "Unleased".into();
+        s.create_meter(&m).await.unwrap();
+    }
+    // Two handles (two servers) reserving at once.
+    let other = db.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let st = if i % 2 == 0 { s.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            st.reserve_meter("alice", "Unleased", 1).await.unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(m) = t.await.unwrap() {
+            got.push(m.device_id);
+        }
+    }
+    got.sort();
+    let before = got.len();
+    got.dedup();
+    assert_eq!(got.len(), before, "a meter was reserved twice");
+    assert_eq!(got.len(), 12);
+}
+
 pub async fn duplicate_device_id_is_refused(b: Backend) {
     let db = Db::new(b).await;
     let s = db.open().await;
