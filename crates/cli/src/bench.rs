@@ -647,17 +647,7 @@ fn sign_baseline(target: Duration) -> Result<(u64, Duration)> {
 
 /// The UTC date of a Unix time, as the integer YYYYMMDD.
 fn yyyymmdd(unix: i64) -> u32 {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = unix.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    u32::try_from(year * 10_000 + month * 100 + day).unwrap_or(0)
+    postvault_indicium::MailingDate::from_unix(unix).map_or(0, |d| d.as_u32())
 }
 
 #[cfg(test)]

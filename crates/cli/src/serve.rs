@@ -46,6 +46,23 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             server.certificate_fingerprint()
         );
         outln!("{}", server.operator_credentials());
+        let modules = server.modules();
+        let serving = modules.iter().filter(|m| m.in_service).count();
+        outln!("modules: {serving} of {} in service", modules.len());
+        for m in modules.iter().filter(|m| !m.in_service) {
+            outln!(
+                "  module {} (m{}) out of service: {}",
+                m.module_id.as_deref().unwrap_or("not initialized"),
+                m.index,
+                m.reason.as_deref().unwrap_or("unknown")
+            );
+        }
+        if let Some(path) = server.provider_key_created() {
+            outln!(
+                "made a development provider key in {} (this server signs customers' purchases and refunds with it; for production set provider_public_key in the configuration)",
+                path.display()
+            );
+        }
         server
             .run_until_signal()
             .await

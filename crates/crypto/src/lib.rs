@@ -17,6 +17,7 @@ pub mod aead;
 pub mod ecdsa;
 pub mod hash;
 pub mod hpke;
+pub mod keyfile;
 pub mod password;
 pub mod rng;
 pub mod secret;
@@ -59,4 +60,8 @@ pub enum CryptoError {
     /// A PEM or DER encoding could not be parsed.
     #[error("malformed encoding: {0}")]
     Encoding(&'static str),
+    /// A passphrase-protected key file could not be opened: wrong
+    /// passphrase, altered or truncated file, or a file for another purpose.
+    #[error("key file: {0}")]
+    KeyFile(String),
 }

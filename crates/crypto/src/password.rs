@@ -3,7 +3,7 @@ use argon2::password_hash::{self, PasswordHash, PasswordHasher, PasswordVerifier
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::Zeroizing;
 
-use crate::{CryptoError, rng::Rng};
+use crate::{CryptoError, SecretKey32, rng::Rng};
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +85,27 @@ pub fn verify_password(phc: &str, password: &[u8]) -> Result<bool, CryptoError> 
 pub fn dummy_verify(password: &[u8], params: Argon2Params) {
     // Errors (only possible for invalid params) are ignored: there is nothing to report.
     let _ = hash_with_salt(password, &DUMMY_SALT, params);
+}
+
+/// Derives a 256-bit key from `password` and `salt` with Argon2id (the raw
+/// hash, no PHC string): the key of a passphrase-protected file
+/// ([`crate::keyfile`]). Refuses costs above the limits [`verify_password`]
+/// applies, so a hostile file cannot make it allocate without limit.
+pub(crate) fn derive_key(
+    password: &[u8],
+    salt: &[u8],
+    params: Argon2Params,
+) -> Result<SecretKey32, CryptoError> {
+    if params.m_kib > MAX_M_KIB || params.t > MAX_T || params.p > MAX_P {
+        return Err(CryptoError::Password(
+            "Argon2id cost parameters out of range",
+        ));
+    }
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon2id(params)?
+        .hash_password_into(password, salt, &mut key[..])
+        .map_err(|_| CryptoError::Password("key derivation failed"))?;
+    Ok(SecretKey32::from_bytes(*key))
 }
 
 fn argon2id(params: Argon2Params) -> Result<Argon2<'static>, CryptoError> {

@@ -325,6 +325,23 @@ impl MailingDate {
         Ok(Self(value))
     }
 
+    /// The UTC date of a Unix time (seconds); `None` outside years 1 to
+    /// 9999.
+    pub fn from_unix(secs: i64) -> Option<Self> {
+        // Howard Hinnant's days-to-civil algorithm.
+        let z = secs.div_euclid(86_400) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        let value = u32::try_from(year * 10_000 + month * 100 + day).ok()?;
+        Self::from_u32(value).ok()
+    }
+
     /// The year (1 to 9999).
     pub fn year(self) -> u16 {
         (self.0 / 10_000) as u16

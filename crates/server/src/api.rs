@@ -44,6 +44,10 @@ pub(crate) struct AppState {
     /// Bounds the Argon2id computations running at once (each takes
     /// 19 MiB), so a flood of logons queues instead of exhausting memory.
     pub(crate) argon2_slots: tokio::sync::Semaphore,
+    /// The modules, MeterGen and the provider.
+    pub(crate) postal: Arc<crate::postal::Postal>,
+    /// The printers' queue (group commit).
+    pub(crate) printer: tokio::sync::mpsc::Sender<crate::printer::PrintJob>,
 }
 
 /// How many Argon2id computations may run at once.
@@ -67,7 +71,7 @@ async fn argon2_work<T: Send + 'static>(
         .map_err(|e| ApiError::internal("hashing task", e))
 }
 
-type St = Arc<AppState>;
+pub(crate) type St = Arc<AppState>;
 
 /// Every route the router serves, as (method, path): the router is built
 /// from this list only, and the OpenAPI test checks the document against it.
@@ -78,9 +82,24 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/sessions"),
     ("DELETE", "/v1/sessions/current"),
     ("GET", "/v1/me"),
+    ("GET", "/v1/deployment"),
+    ("GET", "/v1/certificates/{device_id}"),
+    ("POST", "/v1/meters"),
+    ("GET", "/v1/meters"),
+    ("GET", "/v1/meters/{device_id}"),
+    ("POST", "/v1/meters/{device_id}/registration"),
+    ("POST", "/v1/meters/{device_id}/purchases"),
+    ("POST", "/v1/meters/{device_id}/indicia"),
+    ("GET", "/v1/meters/{device_id}/indicia"),
+    ("POST", "/v1/meters/{device_id}/corrections"),
+    ("POST", "/v1/meters/{device_id}/refund"),
+    ("GET", "/v1/meters/{device_id}/money"),
+    ("GET", "/v1/provider/meters/{device_id}"),
+    ("POST", "/v1/provider/messages"),
 ];
 
 fn handler_for(method: &str, path: &str) -> MethodRouter<St> {
+    use crate::meters_api as m;
     match (method, path) {
         ("GET", "/healthz") => get(healthz),
         ("GET", "/openapi.json") => get(openapi),
@@ -88,6 +107,20 @@ fn handler_for(method: &str, path: &str) -> MethodRouter<St> {
         ("POST", "/v1/sessions") => post(logon),
         ("DELETE", "/v1/sessions/current") => delete(logoff),
         ("GET", "/v1/me") => get(me),
+        ("GET", "/v1/deployment") => get(m::deployment),
+        ("GET", "/v1/certificates/{device_id}") => get(m::certificate),
+        ("POST", "/v1/meters") => post(m::reserve),
+        ("GET", "/v1/meters") => get(m::list_meters),
+        ("GET", "/v1/meters/{device_id}") => get(m::get_meter),
+        ("POST", "/v1/meters/{device_id}/registration") => post(m::register),
+        ("POST", "/v1/meters/{device_id}/purchases") => post(m::purchase),
+        ("POST", "/v1/meters/{device_id}/indicia") => post(m::print),
+        ("GET", "/v1/meters/{device_id}/indicia") => get(m::history),
+        ("POST", "/v1/meters/{device_id}/corrections") => post(m::correction),
+        ("POST", "/v1/meters/{device_id}/refund") => post(m::refund),
+        ("GET", "/v1/meters/{device_id}/money") => get(m::money),
+        ("GET", "/v1/provider/meters/{device_id}") => get(m::provider_meter),
+        ("POST", "/v1/provider/messages") => post(m::provider_message),
         _ => unreachable!("ROUTES and handler_for disagree on {method} {path}"),
     }
 }
@@ -121,7 +154,7 @@ pub(crate) fn router(state: St) -> Router {
 
 /// A refused or failed request: a status and a message saying what to do.
 /// Causes of server-side failures are logged, never sent.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     status: StatusCode,
     message: Cow<'static, str>,
@@ -135,7 +168,7 @@ const BAD_TOKEN: &str = "not logged on: the session token is unknown or logged o
 const EXPIRED: &str = "session expired, log on again";
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -144,7 +177,7 @@ impl ApiError {
 
     /// A server-side failure: the cause goes to the log, the client gets a
     /// message without it.
-    fn internal(what: &str, cause: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(what: &str, cause: impl std::fmt::Display) -> Self {
         eprintln!("postvault server error: {what}: {cause}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -152,7 +185,7 @@ impl ApiError {
         )
     }
 
-    fn store(what: &str, e: StoreError) -> Self {
+    pub(crate) fn store(what: &str, e: StoreError) -> Self {
         match e {
             StoreError::Busy => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -160,6 +193,17 @@ impl ApiError {
             ),
             e => Self::internal(what, e),
         }
+    }
+
+    /// The HTTP status.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message sent to the client.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     fn unauthorized(message: &'static str) -> Self {
@@ -182,7 +226,7 @@ impl IntoResponse for ApiError {
 // ----- the JSON body extractor -----
 
 /// `Json<T>` whose refusals are [`ApiError`]s saying what was wrong.
-pub(crate) struct ApiJson<T>(T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T> FromRequest<St> for ApiJson<T>
 where
@@ -246,7 +290,7 @@ fn source_text(e: &dyn std::error::Error) -> String {
 pub(crate) struct Authed {
     token_hash: [u8; 32],
     session: Session,
-    account: Account,
+    pub(crate) account: Account,
 }
 
 impl FromRequestParts<St> for Authed {
@@ -505,9 +549,37 @@ mod tests {
 
     async fn app(dir: &std::path::Path) -> Router {
         let url = format!("sqlite://{}", dir.join("t.sqlite").display());
+        let store = postvault_store::open_store(&url).await.unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_000_000));
+        let provider =
+            postvault_crypto::ecdsa::EcdsaP256KeyPair::generate(&Faults::none()).unwrap();
+        let mut config = postvault_pool::PoolConfig::new(
+            &dir.join("modules"),
+            clock.clone(),
+            provider.public_key().to_vec(),
+        );
+        config.modules = 1;
+        config.argon2 = Argon2Params::TEST;
+        let pool = tokio::task::spawn_blocking(move || postvault_pool::Pool::open(config))
+            .await
+            .unwrap()
+            .unwrap();
+        let postal = Arc::new(crate::postal::Postal {
+            store: store.clone(),
+            pool,
+            clock: clock.clone(),
+            provider: Some(Arc::new(provider)),
+            vendor: crate::postal::VENDOR,
+            model: crate::postal::MODEL,
+            meter_stock: 1,
+            metergen: tokio::sync::Mutex::new(()),
+        });
+        let printer = crate::printer::start(postal.clone(), 1);
         router(Arc::new(AppState {
-            store: postvault_store::open_store(&url).await.unwrap(),
-            clock: Arc::new(ManualClock::new(1_000_000)),
+            store,
+            postal,
+            printer,
+            clock,
             rng: Mutex::new(Rng::new(Faults::none())),
             session_idle_timeout_secs: 900,
             failed_logon_limit: 5,
@@ -552,7 +624,7 @@ mod tests {
                 .unwrap();
             let text = String::from_utf8_lossy(&body);
             assert!(
-                status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                status != StatusCode::METHOD_NOT_ALLOWED && !text.contains("no such route"),
                 "{method} {path}: {status} {text}"
             );
         }

@@ -12,6 +12,11 @@
 //! max_body_bytes = 65536
 //! tls_cert = "/etc/postvault/cert.pem" # both or neither; default: self-signed
 //! tls_key = "/etc/postvault/key.pem"   #   in DATA/tls/
+//! modules = 2                          # in-process modules (default: one per CPU)
+//! meter_stock = 8                      # certified meters MeterGen keeps ready
+//! provider_public_key = "/etc/postvault/provider.pem"
+//!     # the provider's key (PEM); without it, the first start makes a
+//!     # development provider key in DATA/provider/ and signs purchases itself
 //! ```
 
 use std::net::SocketAddr;
@@ -32,6 +37,10 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECS: u64 = 900;
 pub const DEFAULT_FAILED_LOGON_LIMIT: u32 = 5;
 /// The largest request body accepted (64 KiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// The most in-process modules the default (one per CPU) picks.
+pub const DEFAULT_MAX_MODULES: usize = 8;
+/// Certified meters MeterGen keeps ready by default.
+pub const DEFAULT_METER_STOCK: u64 = 4;
 
 /// The configuration file as written. Every key is optional; an unknown key
 /// is an error (a misspelt setting must not be silently ignored).
@@ -54,6 +63,13 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// How many modules run in process (1 to 64; default one per CPU).
+    pub modules: Option<usize>,
+    /// How many certified meters MeterGen keeps ready for new customers.
+    pub meter_stock: Option<u64>,
+    /// The provider's public key (PEM). Without it the server makes and
+    /// uses a development provider key in DATA/provider/.
+    pub provider_public_key: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -112,6 +128,12 @@ pub struct ServerConfig {
     /// A configured certificate; `None` means the self-signed one in
     /// `DATA/tls/`.
     pub tls: Option<TlsFiles>,
+    /// In-process modules.
+    pub modules: usize,
+    /// Certified meters kept ready.
+    pub meter_stock: u64,
+    /// The provider's public key file, if the provider is not this server.
+    pub provider_public_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -125,6 +147,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("failed_logon_limit", &self.failed_logon_limit)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &self.tls)
+            .field("modules", &self.modules)
+            .field("meter_stock", &self.meter_stock)
+            .field("provider_public_key", &self.provider_public_key)
             .finish()
     }
 }
@@ -209,6 +234,20 @@ impl ServerConfig {
                 ));
             }
         };
+        let modules = file.modules.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |n| n.get().min(DEFAULT_MAX_MODULES))
+        });
+        if !(1..=64).contains(&modules) {
+            return Err(ServerError::Config(format!(
+                "modules = {modules}: must be 1 to 64"
+            )));
+        }
+        let meter_stock = file.meter_stock.unwrap_or(DEFAULT_METER_STOCK);
+        if !(1..=10_000).contains(&meter_stock) {
+            return Err(ServerError::Config(format!(
+                "meter_stock = {meter_stock}: must be 1 to 10000"
+            )));
+        }
         Ok(Self {
             data_dir,
             listen,
@@ -217,6 +256,9 @@ impl ServerConfig {
             failed_logon_limit,
             max_body_bytes,
             tls,
+            modules,
+            meter_stock,
+            provider_public_key: file.provider_public_key,
         })
     }
 

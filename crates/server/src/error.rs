@@ -40,6 +40,12 @@ pub enum ServerError {
     /// A cryptographic operation failed (the RNG's health test, hashing).
     #[error("crypto: {0}")]
     Crypto(#[from] postvault_crypto::CryptoError),
+    /// The module pool could not be set up or opened.
+    #[error("modules: {0}")]
+    Pool(#[from] postvault_pool::PoolError),
+    /// Setting up the postal service failed (MeterGen's first meters).
+    #[error("{0}")]
+    Setup(String),
     /// A background task of the server panicked.
     #[error("a server task failed: {0}")]
     Task(String),

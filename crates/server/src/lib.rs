@@ -20,8 +20,12 @@
 mod api;
 mod config;
 mod error;
+mod meters_api;
 mod openapi;
 mod operator;
+mod postal;
+mod printer;
+mod provider;
 mod tls;
 
 use std::net::SocketAddr;
@@ -46,6 +50,8 @@ pub use config::{
 pub use error::{Result, ServerError};
 pub use operator::{CREDENTIALS_FILE, OPERATOR_LOGIN, OperatorCredentials};
 pub use postvault_module::Clock;
+pub use postvault_pool::MemberStatus;
+pub use provider::{PROVIDER_KEY_FILE, PROVIDER_PASSPHRASE_FILE};
 pub use tls::fingerprint;
 
 /// How long a client has to finish the TLS handshake.
@@ -77,6 +83,55 @@ impl Server {
         let argon2 = Argon2Params::DEFAULT;
         let operator =
             operator::ensure_operator(&*store, &config.data_dir, &rng, &*clock, argon2).await?;
+        let provider = {
+            let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+            provider::load(
+                &config.data_dir,
+                config.provider_public_key.as_deref(),
+                &mut rng,
+            )?
+        };
+        let pool_config = postvault_pool::PoolConfig {
+            dir: config.data_dir.join("modules"),
+            modules: config.modules,
+            argon2: Argon2Params::DEFAULT,
+            clock: clock.clone(),
+            provider_public_key: provider.public_key.clone(),
+            faults: Vec::new(),
+        };
+        let pool = tokio::task::spawn_blocking(move || postvault_pool::Pool::open(pool_config))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??;
+        if pool.deployment().provider_public_key != provider.public_key {
+            return Err(ServerError::Config(
+                "the modules hold another provider key than the one configured (provider_public_key, or the development key in DATA/provider/): configure the key the modules were set up with".into(),
+            ));
+        }
+        let startup: Vec<postvault_store::AuditRecord> = pool
+            .take_startup_audit()
+            .into_iter()
+            .map(|(module_id, seq, line)| postvault_store::AuditRecord {
+                module_id,
+                seq,
+                line,
+            })
+            .collect();
+        store.append_audit(&startup).await?;
+        let postal = Arc::new(postal::Postal {
+            store: store.clone(),
+            pool: pool.clone(),
+            clock: clock.clone(),
+            provider: provider.pair.map(Arc::new),
+            vendor: postal::VENDOR,
+            model: postal::MODEL,
+            meter_stock: config.meter_stock,
+            metergen: tokio::sync::Mutex::new(()),
+        });
+        postal
+            .fill_stock()
+            .await
+            .map_err(|e| ServerError::Setup(format!("MeterGen: {}", e.message())))?;
+        let printer = printer::start(postal.clone(), pool.in_service());
         let state = Arc::new(api::AppState {
             store,
             clock,
@@ -86,6 +141,8 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             argon2,
             argon2_slots: api::argon2_slots(),
+            postal,
+            printer,
         });
         let listener =
             TcpListener::bind(config.listen)
@@ -107,6 +164,8 @@ impl Server {
             local_addr,
             fingerprint: tls.fingerprint,
             operator,
+            pool,
+            provider_key_created: provider.created,
             stop: stop_tx,
             task,
             sweeper,
@@ -119,6 +178,8 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     fingerprint: String,
     operator: OperatorCredentials,
+    pool: postvault_pool::Pool,
+    provider_key_created: Option<std::path::PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
@@ -145,6 +206,16 @@ impl RunningServer {
     /// Where the first operator's credentials are.
     pub fn operator_credentials(&self) -> &OperatorCredentials {
         &self.operator
+    }
+
+    /// The modules of the pool, and which are in service.
+    pub fn modules(&self) -> Vec<MemberStatus> {
+        self.pool.status()
+    }
+
+    /// Where the development provider key was made, if this start made it.
+    pub fn provider_key_created(&self) -> Option<&std::path::Path> {
+        self.provider_key_created.as_deref()
     }
 
     /// Stops accepting connections, lets requests in flight finish (up to

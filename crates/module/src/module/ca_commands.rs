@@ -47,6 +47,10 @@ impl rcgen::PublicKeyData for P256Public<'_> {
 /// The most days a certificate made here may be valid (10 years).
 pub const MAX_CERTIFICATE_DAYS: u32 = 3653;
 
+/// How far a PSD certificate's start is put before the issuing module's
+/// time, for modules whose clocks differ slightly.
+const NOT_BEFORE_SLACK_SECS: i64 = 300;
+
 /// The rcgen parameters of the CA certificate named `cn`, valid from
 /// `not_before` for `days`. Issuing rebuilds the same parameters from the
 /// certificate, so the issuer name of every PSD certificate is the CA's
@@ -215,7 +219,11 @@ impl Module {
         params.is_ca = rcgen::IsCa::ExplicitNoCa;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial.to_be_bytes()));
-        (params.not_before, params.not_after) = validity(now, days)?;
+        // Back-dated a little: the module that loads it (Authorize PSD)
+        // may be another one whose clock is a moment behind this one's.
+        let (not_before, not_after) = validity(now, days)?;
+        params.not_before = not_before - time::Duration::seconds(NOT_BEFORE_SLACK_SECS);
+        params.not_after = not_after;
         // The PSD certificate must not outlive its CA.
         params.not_after = params.not_after.min(
             time::OffsetDateTime::from_unix_timestamp(ca_not_after)

@@ -1,0 +1,6 @@
+//! The pool's integration tests: real modules in temporary directories,
+//! cheap Argon2id parameters, a manual clock.
+mod common;
+mod faults;
+mod flows;
+mod waiting;

@@ -1,0 +1,728 @@
+//! The postal service behind the API: the module pool, meter transactions,
+//! MeterGen and the development provider.
+//!
+//! # Meter transactions
+//!
+//! Everything that changes a meter runs as a [`Job`] through
+//! [`Postal::meter_job`]: the meters' rows are locked in the store (one
+//! meter is processed by one server at a time, across processes), a module
+//! is checked out of the pool, the job's module commands run on a blocking
+//! thread with the packages from the locked rows and that module's newest
+//! checkpoint from the module table, and then the new packages, the
+//! module's checkpoint row, the ledger and money rows and every audit entry
+//! the commands made are committed in one store transaction. Only then is
+//! the module given back and the answer sent: nothing is handed out before
+//! it is durable. If the commit fails the client gets an error and the
+//! database is unchanged; the module, which did move on, is rolled back to
+//! the database's checkpoint by Auto-Recover Checkpoint the next time it is
+//! used (the seed's controlled rollback, audited).
+//!
+//! A module's row of the module table only changes while that module is
+//! checked out, so the checkpoint read at check-out is the module's newest
+//! one unless a commit failed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use postvault_crypto::ecdsa::EcdsaP256KeyPair;
+use postvault_module::checkpoint::SignedCheckpoint;
+use postvault_module::psd::{
+    DeviceId, ProviderBody, ProviderCommand, ProviderMessage, PsdStatus, SealedPackage,
+};
+use postvault_module::{Clock, ModuleError, Request, Response};
+use postvault_pool::{Checkout, Pool, PoolError};
+use postvault_store::{
+    AuditRecord, Commit, LedgerEntry, Meter, ModuleCheckpoint, MoneyEntry, Store, StoreError,
+};
+
+use crate::api::ApiError;
+
+/// The PSD state of a certified meter waiting for a customer.
+pub(crate) const STOCK_STATE: &str = "Unleased";
+/// The vendor ID of the meters MeterGen makes.
+pub(crate) const VENDOR: u16 = 42;
+/// Their model number.
+pub(crate) const MODEL: u16 = 1;
+/// How long a PSD certificate from MeterGen is valid, days.
+const CERTIFICATE_DAYS: u32 = 3 * 365;
+
+/// The postal service: what the meter routes share.
+pub(crate) struct Postal {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) pool: Pool,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The development provider's key, when this server holds one (then
+    /// buying and refunds are signed here; otherwise only by the provider).
+    pub(crate) provider: Option<Arc<EcdsaP256KeyPair>>,
+    /// Vendor ID and model number of the meters MeterGen makes.
+    pub(crate) vendor: u16,
+    pub(crate) model: u16,
+    /// How many certified meters MeterGen keeps ready.
+    pub(crate) meter_stock: u64,
+    /// One MeterGen run at a time in this process.
+    pub(crate) metergen: tokio::sync::Mutex<()>,
+}
+
+/// A module refusal or failure as an API error: refusals are the client's
+/// (4xx, with the module's message), the rest are logged 5xx.
+pub(crate) fn module_error(what: &str, e: PoolError) -> ApiError {
+    match e {
+        PoolError::Refused { error, .. } => refusal(what, error),
+        other => ApiError::internal(what, other),
+    }
+}
+
+/// A module's refusal of one command as an API error.
+pub(crate) fn refusal(what: &str, m: ModuleError) -> ApiError {
+    match m {
+        ModuleError::Invalid(_) | ModuleError::Malformed(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m.to_string())
+        }
+        ModuleError::PsdDenied { .. } | ModuleError::Rejected(_) | ModuleError::KeyState(_) => {
+            ApiError::new(StatusCode::CONFLICT, m.to_string())
+        }
+        ModuleError::CheckpointMismatch(_) => {
+            eprintln!("postvault server: {what}: {m}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the module's checkpoint does not match the database ({m}); nothing was changed; an operator must look at the module table"
+                ),
+            )
+        }
+        other => ApiError::internal(what, other),
+    }
+}
+
+/// The store's failure as an API error.
+pub(crate) fn store_error(what: &str, e: StoreError) -> ApiError {
+    ApiError::store(what, e)
+}
+
+/// The checkpoint a response carries, if any.
+fn checkpoint_of(r: &Response) -> Option<&SignedCheckpoint> {
+    match r {
+        Response::PsdUpdated { checkpoint, .. }
+        | Response::PsdConfigured { checkpoint, .. }
+        | Response::IndiciumCreated { checkpoint, .. }
+        | Response::RefundIndiciumCreated { checkpoint, .. }
+        | Response::CheckpointRecovered { checkpoint, .. } => Some(checkpoint),
+        Response::IndiciaCreated { checkpoint, .. } => checkpoint.as_ref(),
+        _ => None,
+    }
+}
+
+/// A module-table row for a checkpoint.
+fn table_row(module_id: &str, cp: &SignedCheckpoint) -> Result<ModuleCheckpoint, ApiError> {
+    Ok(ModuleCheckpoint {
+        module_id: module_id.to_string(),
+        checkpoint: serde_json::to_string(cp)
+            .map_err(|e| ApiError::internal("encoding a checkpoint", e))?,
+        seq: cp.checkpoint.seq,
+        time: cp.checkpoint.time,
+        value_mills: cp.checkpoint.amount_mills,
+    })
+}
+
+/// The checkpoint a module-table row holds.
+pub(crate) fn parse_checkpoint(row: &ModuleCheckpoint) -> Result<SignedCheckpoint, ApiError> {
+    serde_json::from_str(&row.checkpoint).map_err(|e| {
+        ApiError::internal(
+            &format!("the module table's row for module {}", row.module_id),
+            e,
+        )
+    })
+}
+
+/// A meter row's sealed package.
+pub(crate) fn package_of(m: &Meter) -> Result<SealedPackage, ApiError> {
+    serde_json::from_str(&m.package)
+        .map_err(|e| ApiError::internal(&format!("the stored package of {}", m.device_id), e))
+}
+
+/// One meter transaction in progress (see the module docs): module calls
+/// that follow the module's checkpoint, and what to commit.
+pub(crate) struct Job {
+    co: Checkout,
+    /// The module's newest checkpoint as far as this job knows.
+    checkpoint: Option<SignedCheckpoint>,
+    /// The checkpoint to store (set when a command moved it).
+    new_checkpoint: Option<SignedCheckpoint>,
+    recovered: bool,
+    audit: Vec<(u64, String)>,
+    meters: BTreeMap<String, Meter>,
+    changed: BTreeSet<String>,
+    ledger: Vec<LedgerEntry>,
+    money: Vec<MoneyEntry>,
+    now: i64,
+}
+
+impl Job {
+    /// Now, Unix seconds (the server's clock when the job started).
+    pub(crate) fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// A locked meter's row as it is now.
+    pub(crate) fn meter(&self, device_id: &str) -> Result<&Meter, ApiError> {
+        self.meters.get(device_id).ok_or_else(|| {
+            ApiError::internal(
+                "a meter job",
+                format!("{device_id} is not among the locked meters"),
+            )
+        })
+    }
+
+    /// A locked meter's sealed package as it is now.
+    pub(crate) fn package(&self, device_id: &str) -> Result<SealedPackage, ApiError> {
+        package_of(self.meter(device_id)?)
+    }
+
+    /// Runs one module command built by `make` from the module's current
+    /// checkpoint. A checkpoint mismatch (the module moved on in a
+    /// transaction whose commit failed) is met once with Auto-Recover
+    /// Checkpoint to the database's record, then the command is retried.
+    pub(crate) fn call(
+        &mut self,
+        what: &str,
+        make: impl Fn(Option<SignedCheckpoint>) -> Request,
+    ) -> Result<Response, ApiError> {
+        let result = self.co.call(&make(self.checkpoint.clone()));
+        match result {
+            Ok(called) => {
+                self.audit.extend(called.audit);
+                if let Some(cp) = checkpoint_of(&called.response) {
+                    self.checkpoint = Some(cp.clone());
+                    self.new_checkpoint = Some(cp.clone());
+                }
+                Ok(called.response)
+            }
+            Err(PoolError::Refused {
+                error: ModuleError::CheckpointMismatch(m),
+                audit,
+            }) if !self.recovered && self.checkpoint.is_some() => {
+                self.audit.extend(audit);
+                self.recovered = true;
+                eprintln!(
+                    "postvault server: module {} is ahead of the database ({m}); recovering to the database's checkpoint",
+                    self.co.module_id()
+                );
+                let db = self.checkpoint.clone().expect("checked above");
+                match self
+                    .co
+                    .call(&Request::AutoRecoverCheckpoint { checkpoint: db })
+                {
+                    Ok(called) => self.audit.extend(called.audit),
+                    Err(e) => {
+                        if let PoolError::Refused { audit, .. } = &e {
+                            self.audit.extend(audit.iter().cloned());
+                        }
+                        return Err(module_error("Auto-Recover Checkpoint", e));
+                    }
+                }
+                self.call(what, make)
+            }
+            Err(e) => {
+                if let PoolError::Refused { audit, .. } = &e {
+                    self.audit.extend(audit.iter().cloned());
+                }
+                Err(module_error(what, e))
+            }
+        }
+    }
+
+    /// Replaces a locked meter's package (and state) after a command.
+    pub(crate) fn set_package(
+        &mut self,
+        device_id: &str,
+        package: &SealedPackage,
+        state: &str,
+    ) -> Result<(), ApiError> {
+        let now = self.now;
+        let text = serde_json::to_string(package)
+            .map_err(|e| ApiError::internal("encoding a package", e))?;
+        let row = self.meters.get_mut(device_id).ok_or_else(|| {
+            ApiError::internal(
+                "a meter job",
+                format!("{device_id} is not among the locked meters"),
+            )
+        })?;
+        row.package = text;
+        row.state = state.to_string();
+        row.updated = now;
+        self.changed.insert(device_id.to_string());
+        Ok(())
+    }
+
+    /// Sets a locked meter's certificate.
+    pub(crate) fn set_certificate(
+        &mut self,
+        device_id: &str,
+        der: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        if let Some(row) = self.meters.get_mut(device_id) {
+            row.certificate = Some(der);
+            self.changed.insert(device_id.to_string());
+        }
+        Ok(())
+    }
+
+    /// Adds a ledger row.
+    pub(crate) fn ledger(&mut self, entry: LedgerEntry) {
+        self.ledger.push(entry);
+    }
+
+    /// Adds a money row.
+    pub(crate) fn money(&mut self, entry: MoneyEntry) {
+        self.money.push(entry);
+    }
+
+    /// Retrieve PSD Status of a locked meter.
+    pub(crate) fn status(&mut self, device_id: &str) -> Result<PsdStatus, ApiError> {
+        let package = self.package(device_id)?;
+        match self.call("Retrieve PSD Status", |checkpoint| {
+            Request::RetrievePsdStatus {
+                package: package.clone(),
+                checkpoint,
+            }
+        })? {
+            Response::PsdStatus(s) => Ok(s),
+            other => Err(unexpected("RetrievePsdStatus", &other)),
+        }
+    }
+
+    /// What to commit, and the module to give back.
+    fn finish(self) -> Result<(Commit, Checkout), ApiError> {
+        let module_id = self.co.module_id().to_string();
+        let checkpoint = match &self.new_checkpoint {
+            Some(cp) => Some(table_row(&module_id, cp)?),
+            None => None,
+        };
+        let meters = self
+            .changed
+            .iter()
+            .filter_map(|id| self.meters.get(id).cloned())
+            .collect();
+        let audit = self
+            .audit
+            .into_iter()
+            .map(|(seq, line)| AuditRecord {
+                module_id: module_id.clone(),
+                seq,
+                line,
+            })
+            .collect();
+        Ok((
+            Commit {
+                meters,
+                checkpoint,
+                ledger: self.ledger,
+                money: self.money,
+                audit,
+            },
+            self.co,
+        ))
+    }
+}
+
+/// The UTC date of a Unix time, as the integer YYYYMMDD.
+pub(crate) fn yyyymmdd(unix: i64) -> u32 {
+    postvault_indicium::MailingDate::from_unix(unix).map_or(0, |d| d.as_u32())
+}
+
+/// An answer the module should not have given.
+pub(crate) fn unexpected(command: &str, got: &Response) -> ApiError {
+    let name = format!("{got:?}");
+    let name = name
+        .split([' ', '(', '{'])
+        .next()
+        .unwrap_or("?")
+        .to_string();
+    ApiError::internal(command, format!("the module answered {name}"))
+}
+
+/// Audit entries the pool kept from calls that failed before the
+/// module's answer arrived (they are in the module's own log already).
+fn backlog(pool: &Pool) -> Vec<AuditRecord> {
+    pool.take_startup_audit()
+        .into_iter()
+        .map(|(module_id, seq, line)| AuditRecord {
+            module_id,
+            seq,
+            line,
+        })
+        .collect()
+}
+
+fn commit_is_empty(c: &Commit) -> bool {
+    c.meters.is_empty()
+        && c.checkpoint.is_none()
+        && c.ledger.is_empty()
+        && c.money.is_empty()
+        && c.audit.is_empty()
+}
+
+impl Postal {
+    /// Runs `f` as one meter transaction over the meters `device_ids` (see
+    /// the module docs). Whatever the job's commands changed is committed
+    /// even when a later command of the job is refused (the module did
+    /// move on); then the job's result is returned.
+    pub(crate) async fn meter_job<T, F>(&self, device_ids: &[String], f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Job) -> Result<T, ApiError> + Send + 'static,
+    {
+        let tx = self
+            .store
+            .lock_meters(device_ids)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => {
+                    ApiError::new(StatusCode::NOT_FOUND, format!("no such meter: {e}"))
+                }
+                e => store_error("locking meters", e),
+            })?;
+        let co = self
+            .pool
+            .checkout()
+            .await
+            .map_err(|e| module_error("checking out a module", e))?;
+        let checkpoint = match tx
+            .checkpoints()
+            .iter()
+            .find(|row| row.module_id == co.module_id())
+        {
+            Some(row) => Some(parse_checkpoint(row)?),
+            None => None,
+        };
+        let job = Job {
+            co,
+            checkpoint,
+            new_checkpoint: None,
+            recovered: false,
+            audit: Vec::new(),
+            meters: tx
+                .meters()
+                .iter()
+                .map(|m| (m.device_id.clone(), m.clone()))
+                .collect(),
+            changed: BTreeSet::new(),
+            ledger: Vec::new(),
+            money: Vec::new(),
+            now: self.clock.now(),
+        };
+        let (job, result) = tokio::task::spawn_blocking(move || {
+            let mut job = job;
+            let r = f(&mut job);
+            (job, r)
+        })
+        .await
+        .map_err(|e| ApiError::internal("a module task", e))?;
+        let (mut commit, co) = job.finish()?;
+        commit.audit.extend(backlog(&self.pool));
+        if commit_is_empty(&commit) {
+            let _ = tx.rollback().await;
+        } else if let Err(e) = tx.commit(commit).await {
+            // The module moved on; its next use recovers (see Job::call).
+            drop(co);
+            return Err(store_error("committing a meter transaction", e));
+        }
+        drop(co);
+        result
+    }
+
+    /// Runs one command that touches no stored meter on a checked-out
+    /// module (Initialize PSD, Issue PSD Certificate, ...), storing its
+    /// audit entries.
+    async fn module_call(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Checkout) -> Result<postvault_pool::Called, PoolError> + Send + 'static,
+    ) -> Result<Response, ApiError> {
+        let co = self
+            .pool
+            .checkout()
+            .await
+            .map_err(|e| module_error("checking out a module", e))?;
+        let (co, result) = tokio::task::spawn_blocking(move || {
+            let mut co = co;
+            let r = f(&mut co);
+            (co, r)
+        })
+        .await
+        .map_err(|e| ApiError::internal("a module task", e))?;
+        let (lines, response) = match result {
+            Ok(called) => (called.audit, Ok(called.response)),
+            Err(PoolError::Refused { error, audit }) => (audit, Err(refusal(what, error))),
+            Err(e) => (Vec::new(), Err(module_error(what, e))),
+        };
+        let module_id = co.module_id().to_string();
+        let mut records: Vec<AuditRecord> = lines
+            .into_iter()
+            .map(|(seq, line)| AuditRecord {
+                module_id: module_id.clone(),
+                seq,
+                line,
+            })
+            .collect();
+        records.extend(backlog(&self.pool));
+        if !records.is_empty() {
+            self.store
+                .append_audit(&records)
+                .await
+                .map_err(|e| store_error("storing audit entries", e))?;
+        }
+        drop(co);
+        response
+    }
+
+    /// MeterGen: makes certified meters (Initialize PSD, Issue PSD
+    /// Certificate by the module's CA, Authorize PSD) until `meter_stock`
+    /// of them wait for customers. Returns how many it made.
+    pub(crate) async fn fill_stock(&self) -> Result<u64, ApiError> {
+        let _one = self.metergen.lock().await;
+        let mut made = 0;
+        loop {
+            let free = self
+                .store
+                .count_meters(Some(STOCK_STATE))
+                .await
+                .map_err(|e| store_error("counting meters", e))?;
+            if free >= self.meter_stock {
+                return Ok(made);
+            }
+            self.make_meter().await?;
+            made += 1;
+        }
+    }
+
+    /// Makes one certified meter and stores it (see [`Postal::fill_stock`]).
+    async fn make_meter(&self) -> Result<String, ApiError> {
+        // Serials count up from the number of meters stored; a serial
+        // another server took meanwhile is skipped.
+        let mut serial = self
+            .store
+            .count_meters(None)
+            .await
+            .map_err(|e| store_error("counting meters", e))?
+            + 1;
+        let (device, package) = loop {
+            let device = DeviceId {
+                vendor: self.vendor,
+                model: self.model,
+                serial: u32::try_from(serial).map_err(|_| {
+                    ApiError::internal("MeterGen", "the meter serial numbers are exhausted")
+                })?,
+            };
+            let id = device.to_string();
+            if self
+                .store
+                .get_meter(&id)
+                .await
+                .map_err(|e| store_error("reading a meter", e))?
+                .is_some()
+            {
+                serial += 1;
+                continue;
+            }
+            let package = match self
+                .module_call("Initialize PSD", move |co| {
+                    co.call(&Request::InitializePsd { device })
+                })
+                .await?
+            {
+                Response::PsdInitialized { package, .. } => package,
+                other => return Err(unexpected("InitializePsd", &other)),
+            };
+            let row = Meter {
+                device_id: id.clone(),
+                owner: None,
+                state: "Raw".into(),
+                package: serde_json::to_string(&package)
+                    .map_err(|e| ApiError::internal("encoding a package", e))?,
+                certificate: None,
+                updated: self.clock.now(),
+            };
+            match self.store.create_meter(&row).await {
+                Ok(()) => break (device, package),
+                Err(StoreError::Duplicate { .. }) => serial += 1,
+                Err(e) => return Err(store_error("storing a new meter", e)),
+            }
+        };
+        let id = device.to_string();
+        // The certificate's serial: the device serial in the low 32 bits
+        // (the indicium's certificate serial), the vendor above it.
+        let cert_serial = (u64::from(self.vendor) << 32) | u64::from(device.serial);
+        let issue_package = package.clone();
+        let certificate = match self
+            .module_call("Issue PSD Certificate", move |co| {
+                co.issue_psd_certificate(&issue_package, cert_serial, CERTIFICATE_DAYS)
+            })
+            .await?
+        {
+            Response::PsdCertificate { certificate_der } => certificate_der,
+            other => return Err(unexpected("IssuePsdCertificate", &other)),
+        };
+        let job_id = id.clone();
+        self.meter_job(std::slice::from_ref(&id), move |job| {
+            let package = job.package(&job_id)?;
+            let cert = certificate.clone();
+            match job.call("Authorize PSD", |checkpoint| Request::AuthorizePsd {
+                package: package.clone(),
+                checkpoint,
+                certificate_der: cert.clone(),
+            })? {
+                Response::PsdUpdated { package, state, .. } => {
+                    job.set_package(&job_id, &package, &format!("{state:?}"))?;
+                    job.set_certificate(&job_id, certificate)?;
+                    Ok(())
+                }
+                other => Err(unexpected("AuthorizePsd", &other)),
+            }
+        })
+        .await?;
+        Ok(id)
+    }
+
+    /// A provider message for `device_id`, signed with the development
+    /// provider's key; `None` when this server holds no provider key.
+    pub(crate) fn sign_provider(
+        &self,
+        device_id: &str,
+        sequence: u64,
+        command: ProviderCommand,
+    ) -> Result<Option<ProviderMessage>, ApiError> {
+        let Some(key) = &self.provider else {
+            return Ok(None);
+        };
+        let body = ProviderBody {
+            device_id: device_id.to_string(),
+            sequence,
+            command,
+        };
+        let signature = key
+            .sign(&body.signing_bytes())
+            .map_err(|e| ApiError::internal("signing a provider message", e))?;
+        Ok(Some(ProviderMessage { body, signature }))
+    }
+}
+
+/// Runs a provider message on a locked meter inside a job: Authorize
+/// Customer, Download Postage Value or Create Refund Indicium (Begin
+/// Password Reset too). Records the money movement. Returns the response.
+pub(crate) fn run_provider_message(
+    job: &mut Job,
+    message: ProviderMessage,
+    reference: &str,
+) -> Result<Response, ApiError> {
+    let id = message.body.device_id.clone();
+    let package = job.package(&id)?;
+    let response = match &message.body.command {
+        ProviderCommand::AuthorizeCustomer { .. } => {
+            job.call("Authorize Customer", |checkpoint| {
+                Request::AuthorizeCustomer {
+                    package: package.clone(),
+                    checkpoint,
+                    message: message.clone(),
+                }
+            })?
+        }
+        ProviderCommand::Download { .. } => job.call("Download Postage Value", |checkpoint| {
+            Request::DownloadPostageValue {
+                package: package.clone(),
+                checkpoint,
+                message: message.clone(),
+            }
+        })?,
+        ProviderCommand::Refund { .. } => job.call("Create Refund Indicium", |checkpoint| {
+            Request::CreateRefundIndicium {
+                package: package.clone(),
+                checkpoint,
+                message: message.clone(),
+            }
+        })?,
+        ProviderCommand::BeginPasswordReset { .. } => {
+            job.call("Begin Password Reset", |checkpoint| {
+                Request::BeginPasswordReset {
+                    package: package.clone(),
+                    checkpoint,
+                    message: message.clone(),
+                }
+            })?
+        }
+    };
+    let now = job.now();
+    match (&message.body.command, &response) {
+        (
+            ProviderCommand::Download { amount_mills, .. },
+            Response::PsdUpdated { package, state, .. },
+        ) => {
+            job.set_package(&id, package, &format!("{state:?}"))?;
+            job.money(MoneyEntry {
+                device_id: id.clone(),
+                kind: postvault_store::MoneyKind::Download,
+                amount_mills: *amount_mills,
+                provider_seq: Some(message.body.sequence),
+                time: now,
+                reference: reference.to_string(),
+            });
+        }
+        (_, Response::PsdUpdated { package, state, .. }) => {
+            job.set_package(&id, package, &format!("{state:?}"))?;
+        }
+        (
+            ProviderCommand::Refund { .. },
+            Response::RefundIndiciumCreated {
+                package,
+                indicium,
+                refunded_mills,
+                ..
+            },
+        ) => {
+            job.set_package(&id, package, "Withdrawn")?;
+            job.money(MoneyEntry {
+                device_id: id.clone(),
+                kind: postvault_store::MoneyKind::Refund,
+                amount_mills: *refunded_mills,
+                provider_seq: Some(message.body.sequence),
+                time: now,
+                reference: reference.to_string(),
+            });
+            let parsed = postvault_indicium::Indicium::from_bytes(indicium)
+                .map_err(|e| ApiError::internal("the module's refund indicium", e))?;
+            let owner = job.meter(&id)?.owner.clone();
+            job.ledger(LedgerEntry {
+                device_id: id.clone(),
+                piece: parsed.piece_counter,
+                account: owner,
+                user_name: "provider".into(),
+                postage_mills: u64::from(parsed.postage),
+                ascending_mills: parsed.ascending_register,
+                descending_mills: u64::from(parsed.descending_register),
+                category: "RFND".into(),
+                indicium: indicium.clone(),
+                time: now,
+            });
+        }
+        (_, other) => return Err(unexpected("a provider command", other)),
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_map_to_client_errors() {
+        let e = refusal("x", ModuleError::Rejected("bad MAC".into()));
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        let e = refusal("x", ModuleError::Invalid("postage 0".into()));
+        assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let e = refusal("x", ModuleError::CheckpointMismatch("stale".into()));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let e = refusal("x", ModuleError::Storage("disk".into()));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

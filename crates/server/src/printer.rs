@@ -1,0 +1,175 @@
+//! Group commit for prints: requests from many connections are queued,
+//! and each printer task takes what has queued up (at most one piece per
+//! meter, up to [`MAX_BATCH`]) into one Create Indicia command and one
+//! store commit, so one fsync covers the whole group (issue 4, item 1).
+//!
+//! A piece is answered only after its batch is committed. A meter's second
+//! piece in the queue waits for the next batch: it needs the challenge the
+//! first one returns (the client cannot have it yet, so it will normally be
+//! refused as a replay, which is what a client racing itself should get).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use postvault_module::psd::{IndiciumItem, IndiciumRequest};
+use postvault_module::{Request, Response};
+use postvault_store::LedgerEntry;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::api::ApiError;
+use crate::postal::{Postal, refusal, unexpected};
+
+/// The most pieces in one batch.
+pub(crate) const MAX_BATCH: usize = 256;
+/// How many print requests may wait; beyond it the API answers 503.
+pub(crate) const QUEUE: usize = 4096;
+
+/// One queued print.
+pub(crate) struct PrintJob {
+    pub(crate) request: IndiciumRequest,
+    pub(crate) reply: oneshot::Sender<Result<Printed, ApiError>>,
+}
+
+/// A printed piece, as the API returns it.
+#[derive(Debug, Clone)]
+pub(crate) struct Printed {
+    pub(crate) piece: u64,
+    pub(crate) indicium: Vec<u8>,
+    pub(crate) old_challenge: [u8; 16],
+    pub(crate) new_challenge: [u8; 16],
+    pub(crate) mac: [u8; 32],
+    pub(crate) ascending_mills: u64,
+    pub(crate) descending_mills: u64,
+}
+
+/// Starts `workers` printer tasks; returns the queue they take from.
+pub(crate) fn start(postal: Arc<Postal>, workers: usize) -> mpsc::Sender<PrintJob> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..workers.max(1) {
+        tokio::spawn(printer(postal.clone(), rx.clone()));
+    }
+    tx
+}
+
+/// One printer task: takes a batch, prints it, answers, repeats; ends
+/// when the queue closes.
+async fn printer(postal: Arc<Postal>, rx: Arc<Mutex<mpsc::Receiver<PrintJob>>>) {
+    let mut deferred: VecDeque<PrintJob> = VecDeque::new();
+    loop {
+        let mut batch: Vec<PrintJob> = Vec::new();
+        let mut meters = HashSet::new();
+        let mut later = VecDeque::new();
+        while let Some(job) = deferred.pop_front() {
+            if batch.len() < MAX_BATCH && meters.insert(job.request.device_id.clone()) {
+                batch.push(job);
+            } else {
+                later.push_back(job);
+            }
+        }
+        deferred = later;
+        {
+            let mut rx = rx.lock().await;
+            if batch.is_empty() {
+                match rx.recv().await {
+                    Some(job) => {
+                        meters.insert(job.request.device_id.clone());
+                        batch.push(job);
+                    }
+                    None => return,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        if meters.insert(job.request.device_id.clone()) {
+                            batch.push(job);
+                        } else {
+                            deferred.push_back(job);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        print_batch(&postal, batch).await;
+    }
+}
+
+/// Prints one batch (distinct meters) and answers every piece.
+async fn print_batch(postal: &Postal, batch: Vec<PrintJob>) {
+    let (requests, replies): (Vec<IndiciumRequest>, Vec<_>) =
+        batch.into_iter().map(|j| (j.request, j.reply)).unzip();
+    let ids: Vec<String> = requests.iter().map(|r| r.device_id.clone()).collect();
+    let result = postal
+        .meter_job(&ids, move |job| {
+            let mut items = Vec::with_capacity(requests.len());
+            for r in &requests {
+                items.push(IndiciumItem {
+                    package: job.package(&r.device_id)?,
+                    request: r.clone(),
+                });
+            }
+            let results = match job.call("Create Indicia", |checkpoint| Request::CreateIndicia {
+                checkpoint,
+                items: items.clone(),
+            })? {
+                Response::IndiciaCreated { results, .. } => results,
+                other => return Err(unexpected("CreateIndicia", &other)),
+            };
+            if results.len() != requests.len() {
+                return Err(ApiError::internal(
+                    "Create Indicia",
+                    format!("{} results for {} pieces", results.len(), requests.len()),
+                ));
+            }
+            let mut out = Vec::with_capacity(results.len());
+            for (r, result) in requests.iter().zip(results) {
+                match result {
+                    Ok(issued) => {
+                        let parsed = postvault_indicium::Indicium::from_bytes(&issued.indicium)
+                            .map_err(|e| ApiError::internal("the module's indicium", e))?;
+                        job.set_package(&r.device_id, &issued.package, "Leased")?;
+                        let owner = job.meter(&r.device_id)?.owner.clone();
+                        let now = job.now();
+                        job.ledger(LedgerEntry {
+                            device_id: r.device_id.clone(),
+                            piece: parsed.piece_counter,
+                            account: owner,
+                            user_name: r.user_id.clone(),
+                            postage_mills: r.postage_mills,
+                            ascending_mills: parsed.ascending_register,
+                            descending_mills: u64::from(parsed.descending_register),
+                            category: String::from_utf8_lossy(&r.category).trim_end().to_string(),
+                            indicium: issued.indicium.clone(),
+                            time: now,
+                        });
+                        out.push(Ok(Printed {
+                            piece: parsed.piece_counter,
+                            indicium: issued.indicium,
+                            old_challenge: issued.old_challenge,
+                            new_challenge: issued.new_challenge,
+                            mac: issued.mac,
+                            ascending_mills: parsed.ascending_register,
+                            descending_mills: u64::from(parsed.descending_register),
+                        }));
+                    }
+                    Err(e) => out.push(Err(refusal("Create Indicia", e))),
+                }
+            }
+            Ok(out)
+        })
+        .await;
+    match result {
+        Ok(results) => {
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
