@@ -30,6 +30,8 @@ const OPERATORS: [(&str, Role); 4] = [
     ("kc1", Role::KeyCustodian),
     ("kc2", Role::KeyCustodian),
 ];
+/// The Auditor, who exports the audit verification key.
+pub(crate) const AUDITOR_USER: &str = "auditor";
 /// The key custodians that carry the shares.
 const CUSTODIANS: [&str; 2] = ["kc1", "kc2"];
 /// The Certificate Authority operator.
@@ -79,6 +81,7 @@ fn new_passwords(rng: &mut Rng) -> Result<BTreeMap<String, Zeroizing<String>>, P
         out.insert(user.to_string(), random_password(rng)?);
     }
     out.insert(CA_USER.to_string(), random_password(rng)?);
+    out.insert(AUDITOR_USER.to_string(), random_password(rng)?);
     Ok(out)
 }
 
@@ -106,7 +109,7 @@ fn initialize(
     Ok(())
 }
 
-/// Creates the Certificate Authority operator: the Security Officer opens
+/// Creates the Certificate Authority operator and the Auditor: the Security Officer opens
 /// Administrative state, the Administrator creates the account, the
 /// Security Officer closes it. The Security Officer is logged on on entry
 /// and logged off on return.
@@ -118,18 +121,23 @@ fn create_ca_operator(
     c.logoff()
         .map_err(|e| PoolError::Ceremony(format!("logoff of so: {e}")))?;
     as_user(c, "admin", &password(passwords, "admin"), |c| {
-        step(
-            c,
-            &Request::CreateUser {
-                user: NewUser {
-                    user_id: CA_USER.into(),
-                    role: Role::CertificateAuthority,
-                    password: password(passwords, CA_USER),
-                    settings: AccountSettings::default(),
+        for (user, role) in [
+            (CA_USER, Role::CertificateAuthority),
+            (AUDITOR_USER, Role::Auditor),
+        ] {
+            step(
+                c,
+                &Request::CreateUser {
+                    user: NewUser {
+                        user_id: user.into(),
+                        role,
+                        password: password(passwords, user),
+                        settings: AccountSettings::default(),
+                    },
                 },
-            },
-        )
-        .map(|_| ())
+            )?;
+        }
+        Ok(())
     })?;
     as_user(c, "so", &password(passwords, "so"), |c| {
         step(c, &Request::EndAdmin).map(|_| ())

@@ -161,6 +161,8 @@ struct Inner {
     ca_key: KeyToken,
     /// Member index -> its Certificate Authority operator's password.
     ca_passwords: HashMap<usize, Password>,
+    /// The Auditor's password of each member (for Export Audit Key).
+    auditor_passwords: HashMap<usize, Password>,
     /// Free in-service members; a permit of `permits` stands for each.
     idle: Mutex<VecDeque<Member>>,
     permits: Arc<Semaphore>,
@@ -307,6 +309,7 @@ impl Pool {
         let mut backlog = Vec::new();
         let mut retired = Vec::new();
         let mut ca_passwords = HashMap::new();
+        let mut auditor_passwords = HashMap::new();
         for mut s in slots {
             let module_id = s
                 .module
@@ -322,6 +325,12 @@ impl Pool {
             let ca = operators
                 .get(s.index)
                 .and_then(|o| o.password(ceremony::CA_USER).ok());
+            if let Some(auditor) = operators
+                .get(s.index)
+                .and_then(|o| o.password(ceremony::AUDITOR_USER).ok())
+            {
+                auditor_passwords.insert(s.index, auditor);
+            }
             if s.reason.is_none() && ca.is_none() {
                 s.reason = Some(format!("{OPERATORS_FILE} has no CA operator for it"));
             }
@@ -364,6 +373,7 @@ impl Pool {
                 },
                 ca_key: d.ca_key,
                 ca_passwords,
+                auditor_passwords,
                 idle: Mutex::new(idle),
                 permits,
                 status: Mutex::new(status),
@@ -803,6 +813,36 @@ impl Checkout {
             let issued = issued?;
             off.map(|()| issued)
         });
+        finish(&pool, m, result)
+    }
+}
+
+impl Checkout {
+    /// Export Audit Key: logs on as this member's Auditor, asks for the
+    /// audit verification key (ECDSA P-256, 65 bytes), logs off. The audit
+    /// entries of the three commands come back with it.
+    pub fn export_audit_key(&mut self) -> Result<Called, PoolError> {
+        let pool = Arc::clone(&self.pool);
+        let m = self.member()?;
+        let password = pool
+            .auditor_passwords
+            .get(&m.index)
+            .cloned()
+            .ok_or_else(|| {
+                PoolError::Config(format!(
+                    "member {} has no Auditor operator (made by an older ceremony)",
+                    m.index
+                ))
+            })?;
+        let client = m.client()?;
+        let result = client
+            .logon(ceremony::AUDITOR_USER, &password)
+            .and_then(|_| {
+                let key = client.run(&Request::ExportAuditKey);
+                let off = client.logoff();
+                let key = key?;
+                off.map(|()| key)
+            });
         finish(&pool, m, result)
     }
 }

@@ -304,3 +304,35 @@ fn an_operator_left_logged_on_is_logged_off_when_the_member_returns() {
     assert_eq!(s.user_id, None);
     assert_eq!(s.role, postvault_module::Role::NoRole);
 }
+
+#[test]
+fn the_auditor_exports_a_key_that_verifies_each_members_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::open(config(dir.path(), 2)).unwrap();
+    let mut verified = 0;
+    // Check out both members (each holds its own module).
+    let mut held = vec![pool.try_checkout().unwrap(), pool.try_checkout().unwrap()];
+    for m in &mut held {
+        let called = m.export_audit_key().unwrap();
+        let key: [u8; 65] = match called.response {
+            Response::AuditKey(k) => k.try_into().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let text =
+            std::fs::read_to_string(dir.path().join(format!("m{}/audit.log", m.index()))).unwrap();
+        let entries = postvault_audit::parse_log(&text).unwrap();
+        let report = postvault_audit::verify_chain(&entries, &key).unwrap();
+        assert_eq!(report.entries, entries.len());
+        verified += 1;
+    }
+    assert_eq!(verified, 2);
+    // The wrong key fails.
+    let called = held[0].export_audit_key().unwrap();
+    let Response::AuditKey(k0) = called.response else {
+        panic!()
+    };
+    let text = std::fs::read_to_string(dir.path().join(format!("m{}/audit.log", held[1].index())))
+        .unwrap();
+    let entries = postvault_audit::parse_log(&text).unwrap();
+    assert!(postvault_audit::verify_chain(&entries, &k0.try_into().unwrap()).is_err());
+}
