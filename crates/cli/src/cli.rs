@@ -13,7 +13,10 @@ use postvault_module::keys::{KeyType, KeyUsage};
 /// `postvault module` runs ceremonies and operations on a cryptographic
 /// module; `postvault audit` checks a module's audit log offline;
 /// `postvault bench` measures performance; `postvault verify` checks a
-/// postage label offline; `postvault serve` runs the postal server.
+/// postage label offline; `postvault serve` runs the postal server;
+/// `postvault client` is a customer of it (meters, postage, labels) and
+/// `postvault provider` its provider (signed authorizations, downloads and
+/// refunds).
 #[derive(Debug, Parser)]
 #[command(name = "postvault", version, propagate_version = true)]
 pub struct Cli {
@@ -64,6 +67,29 @@ pub enum Command {
     /// its password to DATA/operator-credentials.txt (mode 0600). The API is
     /// described at https://ADDR/openapi.json. Stops on ctrl-c or SIGTERM.
     Serve(ServerArgs),
+    /// A customer of a postal server: sign up, log on, register a meter,
+    /// buy postage, print labels, see the history, get a refund.
+    ///
+    /// The client keeps its state in a directory (--state DIR, or
+    /// POSTVAULT_CLIENT_DIR, default $HOME/.postvault/client; mode 0700,
+    /// files 0600): client.json (server URL, pinned certificate
+    /// fingerprint or CA file, login, session token) and
+    /// meters/DEVICE_ID.json (each meter's HMAC key, sealed under the
+    /// account password with Argon2id and AES-256-GCM). The account
+    /// password is read from --password-file FILE, else the environment
+    /// variable POSTVAULT_PASSWORD, else prompted on the terminal. Start
+    /// with `postvault client signup`.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// The provider (the vendor's e-commerce side): make the provider key,
+    /// authorize a customer's meter, download postage value, refund a meter.
+    ///
+    /// Each message is signed with the provider's ECDSA P-256 key, kept in
+    /// a passphrase-protected key file (`provider keygen`), and sent to the
+    /// server by a provider or operator account, which logs on and off for
+    /// each command.
+    #[command(subcommand)]
+    Provider(ProviderCommand),
 }
 
 /// Options of `postvault serve`; each one given overrides the --config file.
@@ -86,6 +112,281 @@ pub struct ServerArgs {
     /// max_body_bytes (65536), tls_cert and tls_key. Unknown keys are an error.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// Where the client keeps its state, and the account password.
+#[derive(Debug, Clone, Args)]
+pub struct ClientStateArgs {
+    /// The client state directory (created with mode 0700).
+    /// Default: $HOME/.postvault/client.
+    #[arg(long, env = "POSTVAULT_CLIENT_DIR", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Read the account password from the first line of FILE (else
+    /// POSTVAULT_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The server and how to trust its certificate.
+#[derive(Debug, Clone, Args)]
+pub struct ServerTrustArgs {
+    /// The server's URL, as `postvault serve` prints it (https://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Pin the server's certificate by its SHA-256 fingerprint (AA:BB:...,
+    /// as `postvault serve` prints it).
+    #[arg(long, value_name = "FP", conflicts_with = "cacert")]
+    pub fingerprint: Option<String>,
+    /// Verify the server's certificate against this CA certificate (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub cacert: Option<PathBuf>,
+}
+
+/// What to print: the piece's fields.
+#[derive(Debug, Clone, Args)]
+pub struct PieceArgs {
+    /// The meter (device ID); may be left out when the account has exactly
+    /// one meter in the state directory.
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub meter: Option<String>,
+    /// Postage in dollars, up to 3 decimals (e.g. 0.68).
+    #[arg(long, value_name = "DOLLARS", allow_hyphen_values = true)]
+    pub amount: String,
+    /// Originating ZIP (10001 or 10001-0001); its ZIP5 must be the meter's
+    /// licensing ZIP's.
+    #[arg(long, value_name = "ZIP")]
+    pub from_zip: String,
+    /// Destination ZIP (10001 or 10001-0001); default: not addressed.
+    #[arg(long, value_name = "ZIP")]
+    pub to_zip: Option<String>,
+    /// Date of mailing, YYYY-MM-DD (default: today, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<String>,
+    /// Where to write the label: a 4x6 inch PDF at this path, and a PNG
+    /// beside it (same name, .png).
+    #[arg(long, value_name = "FILE.pdf")]
+    pub out: PathBuf,
+}
+
+/// `postvault client ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Make a customer account on a server and log on. Saves the server,
+    /// its certificate fingerprint (or CA file) and the login in the state
+    /// directory. The new password is read like every password (file,
+    /// POSTVAULT_PASSWORD, or prompted twice).
+    Signup {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        #[command(flatten)]
+        server: ServerTrustArgs,
+        /// The login to make (letters, digits, . _ @ -).
+        #[arg(long, value_name = "LOGIN")]
+        login: String,
+    },
+    /// Log on (a new session; sessions end after 15 idle minutes). With
+    /// --url and --fingerprint/--cacert and --login, (re)configures the
+    /// state directory for an existing account.
+    Logon {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        #[command(flatten)]
+        server: ServerTrustArgs,
+        /// The account's login (default: the saved one).
+        #[arg(long, value_name = "LOGIN")]
+        login: Option<String>,
+    },
+    /// Log off: end the session on the server and forget its token.
+    Logoff {
+        #[command(flatten)]
+        state: ClientStateArgs,
+    },
+    /// Get a meter and register it: reserve a certified meter, generate
+    /// this client's HMAC key, seal it (with the user ID and the account
+    /// password) to the deployment's registration key, and check the
+    /// module's MAC over its answer (refusing loudly if it is wrong). The
+    /// key is kept in meters/DEVICE_ID.json, sealed under the account
+    /// password. Prints the device ID.
+    Register {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        /// The licensing ZIP (10001 or 10001-0001): labels are printed
+        /// from this ZIP5.
+        #[arg(long, value_name = "ZIP")]
+        zip: String,
+        /// The PSD user ID (default: the login).
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+    },
+    /// Buy postage: the server's provider downloads AMOUNT into the meter.
+    Buy {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        /// The meter (default: the account's only one).
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: Option<String>,
+        /// Dollars, up to 3 decimals (e.g. 50.00).
+        #[arg(long, value_name = "DOLLARS", allow_hyphen_values = true)]
+        amount: String,
+    },
+    /// Show a meter's registers and pieces (without --meter: every meter
+    /// of the account).
+    Status {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        /// The meter.
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: Option<String>,
+    },
+    /// Print one label: get the meter's challenge, send the MACed request,
+    /// check the answer (its MAC, challenge, fields and signature with the
+    /// meter's certificate), write the label (PDF at --out, PNG beside it)
+    /// and print the piece number and registers.
+    Print {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        #[command(flatten)]
+        piece: PieceArgs,
+        /// Mail class: first, priority, express, ground, media, library, or
+        /// a category code (1 to 4 of A-Z, 0-9).
+        #[arg(long, value_name = "CLASS", default_value = "first")]
+        class: String,
+    },
+    /// Print a correction indicium (category CORR): additional postage for
+    /// a piece already mailed. Same options and checks as `print`.
+    Correct {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        #[command(flatten)]
+        piece: PieceArgs,
+    },
+    /// Refund the meter's remaining postage and withdraw it (it cannot
+    /// print afterwards). Checks the refund indicium's signature and, with
+    /// --out, writes it as a label.
+    Refund {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        /// The meter (default: the account's only one).
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: Option<String>,
+        /// Write the refund indicium's label here (PDF, and PNG beside it).
+        #[arg(long, value_name = "FILE.pdf")]
+        out: Option<PathBuf>,
+    },
+    /// The meter's pieces (with their indicium hex) and money movements.
+    History {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        /// The meter (default: the account's only one).
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: Option<String>,
+    },
+    /// Print one label per row of a CSV file (header
+    /// `amount,from_zip,to_zip,class`; to_zip and class may be empty),
+    /// writing DIR/NNNNNN.pdf and .png (NNNNNN: the row number). Every row
+    /// is checked before anything is printed; printing stops at the first
+    /// refusal, naming the row. A progress bar shows on stderr.
+    Bulk {
+        #[command(flatten)]
+        state: ClientStateArgs,
+        /// The meter (default: the account's only one).
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: Option<String>,
+        /// The CSV file.
+        #[arg(long, value_name = "FILE")]
+        csv: PathBuf,
+        /// The directory for the labels (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// Date of mailing for every piece, YYYY-MM-DD (default: today, UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+    },
+}
+
+/// The provider's connection: a provider or operator account on a server.
+#[derive(Debug, Clone, Args)]
+pub struct ProviderConnArgs {
+    #[command(flatten)]
+    pub server: ServerTrustArgs,
+    /// The provider (or operator) account's login.
+    #[arg(long, value_name = "LOGIN")]
+    pub login: String,
+    /// Read the account password from the first line of FILE (else
+    /// POSTVAULT_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The provider key file (from `postvault provider keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Read the key file's passphrase from the first line of FILE (else
+    /// POSTVAULT_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// `postvault provider ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Make a provider key (ECDSA P-256) and write it to a new key file
+    /// (mode 0600, sealed under a passphrase with Argon2id and
+    /// AES-256-GCM; an existing file is never overwritten). Prints the
+    /// public key (PEM), which goes into the modules' crypto card.
+    Keygen {
+        /// The key file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Read the passphrase from the first line of FILE (else
+        /// POSTVAULT_PASSPHRASE, else prompted twice).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Also write the public key (PEM) to this file.
+        #[arg(long, value_name = "FILE")]
+        public_out: Option<PathBuf>,
+    },
+    /// Authorize Customer: set a registered meter's licensing ZIP and
+    /// maximum descending register (Assigned -> Leased).
+    Authorize {
+        #[command(flatten)]
+        conn: ProviderConnArgs,
+        /// The meter.
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: String,
+        /// The licensing ZIP (10001 or 10001-0001).
+        #[arg(long, value_name = "ZIP")]
+        zip: String,
+        /// The most postage the meter may hold, dollars.
+        #[arg(
+            long,
+            value_name = "DOLLARS",
+            default_value = "500.00",
+            allow_hyphen_values = true
+        )]
+        max: String,
+    },
+    /// Download Postage Value: add AMOUNT to the meter's descending register.
+    Download {
+        #[command(flatten)]
+        conn: ProviderConnArgs,
+        /// The meter.
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: String,
+        /// Dollars, up to 3 decimals.
+        #[arg(long, value_name = "DOLLARS", allow_hyphen_values = true)]
+        amount: String,
+    },
+    /// Refund: the module makes a refund indicium for the whole remaining
+    /// descending register and withdraws the meter.
+    Refund {
+        #[command(flatten)]
+        conn: ProviderConnArgs,
+        /// The meter.
+        #[arg(long, value_name = "DEVICE_ID")]
+        meter: String,
+        /// Date of the refund indicium, YYYY-MM-DD (default: today, UTC).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+    },
 }
 
 /// Which module to talk to.

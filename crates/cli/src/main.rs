@@ -2,7 +2,9 @@
 //! module (ceremonies, operators, keys, audit export) in-process or through a
 //! module daemon; `postvault audit ...` checks audit logs offline;
 //! `postvault bench ...` measures performance; `postvault verify ...` checks a
-//! postage label offline; `postvault serve` runs the postal server.
+//! postage label offline; `postvault serve` runs the postal server;
+//! `postvault client ...` and `postvault provider ...` are its customer
+//! and provider.
 //!
 //! Exit codes: 0 success, 1 failure (the module refused or failed, a file
 //! could not be read or written, a check failed), 2 usage error.
@@ -11,10 +13,12 @@
 mod audit;
 mod bench;
 mod cli;
+mod client;
 mod conn;
 mod keys;
 mod module;
 mod output;
+mod provider;
 mod secrets;
 mod serve;
 mod verify;
@@ -91,6 +95,8 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Client(cmd) => client::run(cmd),
+        Command::Provider(cmd) => provider::run(cmd),
     };
     match result {
         Ok(code) => code,

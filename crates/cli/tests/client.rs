@@ -1,0 +1,413 @@
+//! End-to-end tests of `postvault client ...`: the real `postvault serve`
+//! on port 0 in a temporary data directory, and the real binary as the
+//! customer, with its state directory in another temporary directory. The
+//! customer signs up, logs on, registers a meter, buys postage, prints a
+//! label (checked: the PDF and PNG exist, the PNG decodes to the 113 bytes
+//! the ledger shows, and `postvault verify` says VALID with the CA and PSD
+//! certificates), prints in bulk and a correction, reads the history,
+//! refunds the meter and logs off.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_postvault");
+
+/// A running `postvault serve`; killed when dropped.
+struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+    url: String,
+    fingerprint: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("POSTVAULT_DATA")
+            .env_remove("POSTVAULT_STORE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start postvault serve");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let mut operator_line = String::new();
+        stdout.read_line(&mut operator_line).unwrap();
+        // postvault serving https://ADDR (certificate sha256 FP)
+        let rest = first
+            .trim()
+            .strip_prefix("postvault serving ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        let (url, fp) = rest.split_once(" (certificate sha256 ").unwrap();
+        Server {
+            child,
+            _stdout: stdout,
+            url: url.to_string(),
+            fingerprint: fp.trim_end_matches(')').to_string(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The customer's side: a state directory and a password file.
+struct Customer {
+    state: PathBuf,
+    password_file: PathBuf,
+}
+
+impl Customer {
+    fn new(dir: &Path, password: &str) -> Customer {
+        std::fs::create_dir_all(dir).unwrap();
+        let password_file = dir.join("password");
+        std::fs::write(&password_file, format!("{password}\n")).unwrap();
+        Customer {
+            state: dir.join("state"),
+            password_file,
+        }
+    }
+
+    /// Runs `postvault client ARGS --state S --password-file F`.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("client")
+            .args(args)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--password-file")
+            .arg(&self.password_file)
+            .env_remove("POSTVAULT_PASSWORD")
+            .env_remove("POSTVAULT_CLIENT_DIR")
+            .stdin(Stdio::null());
+        cmd.output().expect("run postvault client")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "postvault client {args:?} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        stdout
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "postvault client {args:?} succeeded:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// The meter file the client keeps.
+fn meter_file(state: &Path, device: &str) -> serde_json::Value {
+    let device: postvault_indicium::DeviceId = device.parse().unwrap();
+    let text = std::fs::read_to_string(state.join(format!("meters/{device}.json"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The indicium hex of `piece` in `postvault client history` output.
+fn ledger_indicium(history: &str, piece: u64) -> Vec<u8> {
+    let prefix = format!("piece {piece} ");
+    let line = history
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no piece {piece} in the history:\n{history}"));
+    let hex = line.rsplit("indicium ").next().unwrap().trim();
+    hex::decode(hex).unwrap()
+}
+
+fn verify(label: &Path, ca: &Path, cert: &Path) -> Output {
+    Command::new(BIN)
+        .arg("verify")
+        .arg(label)
+        .arg("--ca")
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn customer_signs_up_registers_buys_prints_and_refunds() {
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let alice = Customer::new(work.path(), "alice password 1234");
+
+    // A wrong fingerprint is refused before anything is sent.
+    let wrong = ["00"; 32].join(":");
+    let e = alice.fails(&[
+        "signup",
+        "--url",
+        &server.url,
+        "--fingerprint",
+        &wrong,
+        "--login",
+        "alice",
+    ]);
+    assert!(e.contains("not the pinned one"), "{e}");
+
+    let out = alice.ok(&[
+        "signup",
+        "--url",
+        &server.url,
+        "--fingerprint",
+        &server.fingerprint,
+        "--login",
+        "alice",
+    ]);
+    assert!(out.contains("signed up alice"), "{out}");
+    // A wrong password is told apart from an ended session.
+    let mallory = Customer::new(&work.path().join("m"), "not alice's password");
+    let e = mallory.fails(&[
+        "logon",
+        "--url",
+        &server.url,
+        "--fingerprint",
+        &server.fingerprint,
+        "--login",
+        "alice",
+    ]);
+    assert!(e.contains("wrong login or password"), "{e}");
+    let out = alice.ok(&["logon"]);
+    assert!(out.contains("logged on as alice"), "{out}");
+
+    // The state directory is private.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&alice.state), 0o700);
+    assert_eq!(mode(&alice.state.join("client.json")), 0o600);
+
+    // Register a meter.
+    let out = alice.ok(&["register", "--zip", "10001-0001"]);
+    let device = out
+        .lines()
+        .find_map(|l| l.strip_prefix("registered meter "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no device ID in {out}"))
+        .to_string();
+    let meter = meter_file(&alice.state, &device);
+    assert!(!meter["hmac_key"].as_str().unwrap().is_empty());
+    let ca = work.path().join("ca.pem");
+    let cert = work.path().join("cert.pem");
+    std::fs::write(&ca, meter["ca_certificate_pem"].as_str().unwrap()).unwrap();
+    std::fs::write(&cert, meter["certificate_pem"].as_str().unwrap()).unwrap();
+
+    // Buy, then print one label (--meter left out: the account's only meter).
+    let out = alice.ok(&["buy", "--amount", "50.00"]);
+    assert!(out.contains("bought $50.000"), "{out}");
+    let label = work.path().join("label.pdf");
+    let out = alice.ok(&[
+        "print",
+        "--amount",
+        "0.68",
+        "--from-zip",
+        "10001-0001",
+        "--to-zip",
+        "20500-0001",
+        "--class",
+        "first",
+        "--out",
+        label.to_str().unwrap(),
+    ]);
+    assert!(out.contains("printed piece 1"), "{out}");
+    assert!(out.contains("descending $49.320"), "{out}");
+    let pdf = std::fs::read(&label).unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+    let png_path = label.with_extension("png");
+    let png = std::fs::read(&png_path).unwrap();
+    let decoded = postvault_label::decode_image(&png).unwrap();
+
+    // A label is never overwritten.
+    let e = alice.fails(&[
+        "print",
+        "--amount",
+        "0.68",
+        "--from-zip",
+        "10001",
+        "--out",
+        label.to_str().unwrap(),
+    ]);
+    assert!(e.contains("already exists"), "{e}");
+    // Another ZIP5 than the licensing ZIP's is refused before sending.
+    let e = alice.fails(&[
+        "print",
+        "--amount",
+        "0.68",
+        "--from-zip",
+        "20001",
+        "--out",
+        work.path().join("x.pdf").to_str().unwrap(),
+    ]);
+    assert!(e.contains("licensing ZIP"), "{e}");
+
+    // The ledger shows the same 113 bytes, and the label verifies.
+    let history = alice.ok(&["history", "--meter", &device]);
+    let ledger = ledger_indicium(&history, 1);
+    assert_eq!(ledger.len(), 113);
+    assert_eq!(&decoded[..], &ledger[..]);
+    let v = verify(&png_path, &ca, &cert);
+    let vout = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success(), "{vout}");
+    assert!(vout.starts_with("VALID"), "{vout}");
+
+    // Bulk: a bad CSV is refused, naming the line, before anything is printed.
+    let csv = work.path().join("bulk.csv");
+    std::fs::write(
+        &csv,
+        "amount,from_zip,to_zip,class\n0.68,10001-0001,20500-0001,first\n0.50,10001,,nope-nope\n",
+    )
+    .unwrap();
+    let labels = work.path().join("labels");
+    let e = alice.fails(&[
+        "bulk",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out-dir",
+        labels.to_str().unwrap(),
+    ]);
+    assert!(e.contains("line 3"), "{e}");
+    assert!(!labels.join("000001.pdf").exists());
+    std::fs::write(
+        &csv,
+        "amount,from_zip,to_zip,class\n0.68,10001-0001,20500-0001,first\n0.50,10001,,priority\n1.00,10001-0001,,\n",
+    )
+    .unwrap();
+    let out = alice.ok(&[
+        "bulk",
+        "--meter",
+        &device,
+        "--csv",
+        csv.to_str().unwrap(),
+        "--out-dir",
+        labels.to_str().unwrap(),
+    ]);
+    assert!(out.contains("printed 3 labels"), "{out}");
+    for n in 1..=3 {
+        assert!(labels.join(format!("{n:06}.pdf")).exists());
+        let png = std::fs::read(labels.join(format!("{n:06}.png"))).unwrap();
+        postvault_label::decode_image(&png).unwrap();
+    }
+
+    // A correction.
+    let corr = work.path().join("corr.pdf");
+    let out = alice.ok(&[
+        "correct",
+        "--amount",
+        "0.10",
+        "--from-zip",
+        "10001-0001",
+        "--out",
+        corr.to_str().unwrap(),
+    ]);
+    assert!(out.contains("correction piece 5"), "{out}");
+
+    // Status: 5 pieces, 50 - 0.68 - 0.68 - 0.50 - 1.00 - 0.10.
+    let out = alice.ok(&["status", "--meter", &device]);
+    assert!(out.contains("$47.040"), "{out}");
+    assert!(out.contains("pieces               5"), "{out}");
+
+    // Refund, then the meter cannot print.
+    let out = alice.ok(&["refund", "--meter", &device]);
+    assert!(out.contains("refunded $47.040"), "{out}");
+    let e = alice.fails(&[
+        "print",
+        "--amount",
+        "0.68",
+        "--from-zip",
+        "10001",
+        "--out",
+        work.path().join("after.pdf").to_str().unwrap(),
+    ]);
+    assert!(!e.is_empty());
+    let history = alice.ok(&["history"]);
+    assert!(history.contains("refund"), "{history}");
+
+    // Log off: later commands need a logon.
+    alice.ok(&["logoff"]);
+    let e = alice.fails(&["status"]);
+    assert!(e.contains("postvault client logon"), "{e}");
+}
+
+#[test]
+fn client_refuses_bad_input_before_contacting_anyone() {
+    let work = tempfile::tempdir().unwrap();
+    let c = Customer::new(work.path(), "pw");
+    let e = c.fails(&["buy", "--amount", "-5"]);
+    assert!(e.contains("negative"), "{e}");
+    let e = c.fails(&["register", "--zip", "1000"]);
+    assert!(e.contains("not a ZIP code"), "{e}");
+    let e = c.fails(&["status"]);
+    assert!(e.contains("postvault client signup"), "{e}");
+    let e = c.fails(&["signup", "--login", "x"]);
+    assert!(e.contains("--url"), "{e}");
+}
+
+#[test]
+fn provider_keygen_writes_a_private_key_file_once() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("provider.key");
+    let public = work.path().join("provider.pub.pem");
+    let pass = work.path().join("passphrase");
+    std::fs::write(&pass, "provider passphrase\n").unwrap();
+    let run = || {
+        Command::new(BIN)
+            .args(["provider", "keygen", "--out"])
+            .arg(&key)
+            .arg("--passphrase-file")
+            .arg(&pass)
+            .arg("--public-out")
+            .arg(&public)
+            .env_remove("POSTVAULT_PASSPHRASE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("-----BEGIN PUBLIC KEY-----"), "{stdout}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let pem = std::fs::read_to_string(&public).unwrap();
+    let point = postvault_crypto::ecdsa::public_key_from_pem(&pem).unwrap();
+    // The key file opens with the passphrase and holds that key.
+    let text = std::fs::read_to_string(&key).unwrap();
+    let kp = postvault_crypto::ecdsa::EcdsaP256KeyPair::from_keyfile(b"provider passphrase", &text)
+        .unwrap();
+    assert_eq!(kp.public_key(), point);
+    assert!(postvault_crypto::ecdsa::EcdsaP256KeyPair::from_keyfile(b"wrong", &text).is_err());
+    // Never overwritten.
+    let again = run();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+}
