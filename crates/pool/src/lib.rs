@@ -61,6 +61,12 @@ pub struct PoolConfig {
     pub dir: PathBuf,
     /// Number of members, at least 1.
     pub modules: usize,
+    /// The first member's index: this pool opens members `first` to
+    /// `first + modules - 1` of the directory. Several servers can share
+    /// one pool directory (one MKS) with disjoint ranges; each member is
+    /// locked by the process that opens it. A fresh directory needs
+    /// `first` = 0.
+    pub first: usize,
     /// Argon2id cost of the operators' passwords
     /// ([`Argon2Params::TEST`] in tests).
     pub argon2: Argon2Params,
@@ -82,6 +88,7 @@ impl PoolConfig {
         Self {
             dir: dir.to_path_buf(),
             modules: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            first: 0,
             argon2: Argon2Params::DEFAULT,
             clock,
             provider_public_key,
@@ -263,7 +270,13 @@ impl Pool {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(PoolError::io(&dir))?;
         }
-        let mut slots: Vec<Slot> = (0..config.modules)
+        if fresh && config.first != 0 {
+            return Err(PoolError::Config(format!(
+                "{} holds no pool yet: the first server on it must start with its members from m0 (module_first = 0)",
+                dir.display()
+            )));
+        }
+        let mut slots: Vec<Slot> = (config.first..config.first + config.modules)
             .map(|i| open_slot(&config, i))
             .collect::<Result<_, _>>()?;
         let mut rng = Rng::new(Faults::none());
@@ -665,14 +678,14 @@ fn clone_missing(
             i != target
                 && slots[i].reason.is_none()
                 && matches!(slots[i].state(), Some((ModuleState::Operational, _)))
-                && operators.get(i).is_some()
+                && operators.get(slots[i].index).is_some()
         });
         let Some(source) = source else {
             slots[target].reason =
                 Some("not set up, and no in-service member to clone it from".into());
             continue;
         };
-        let Some(source_ops) = operators.get(source).cloned() else {
+        let Some(source_ops) = operators.get(slots[source].index).cloned() else {
             continue;
         };
         match clone_into(slots, source, &source_ops, target, deployment, now, rng)

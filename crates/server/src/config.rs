@@ -13,6 +13,8 @@
 //! tls_cert = "/etc/postvault/cert.pem" # both or neither; default: self-signed
 //! tls_key = "/etc/postvault/key.pem"   #   in DATA/tls/
 //! modules = 2                          # in-process modules (default: one per CPU)
+//! modules_dir = "/var/lib/postvault/modules" # default DATA/modules; servers
+//! module_first = 0                     #   sharing it use disjoint ranges
 //! meter_stock = 8                      # certified meters MeterGen keeps ready
 //! provider_public_key = "/etc/postvault/provider.pem"
 //!     # the provider's key (PEM); without it, the first start makes a
@@ -65,6 +67,12 @@ pub struct ConfigFile {
     pub tls_key: Option<PathBuf>,
     /// How many modules run in process (1 to 64; default one per CPU).
     pub modules: Option<usize>,
+    /// The module pool's directory (default DATA/modules). Several servers
+    /// may share one, each with its own range of members.
+    pub modules_dir: Option<PathBuf>,
+    /// The first member of the pool directory this server uses (default
+    /// 0): it uses members `module_first` to `module_first + modules - 1`.
+    pub module_first: Option<usize>,
     /// How many certified meters MeterGen keeps ready for new customers.
     pub meter_stock: Option<u64>,
     /// The provider's public key (PEM). Without it the server makes and
@@ -130,6 +138,10 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// In-process modules.
     pub modules: usize,
+    /// The module pool's directory.
+    pub modules_dir: PathBuf,
+    /// This server's first member of the pool directory.
+    pub module_first: usize,
     /// Certified meters kept ready.
     pub meter_stock: u64,
     /// The provider's public key file, if the provider is not this server.
@@ -148,6 +160,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &self.tls)
             .field("modules", &self.modules)
+            .field("modules_dir", &self.modules_dir)
+            .field("module_first", &self.module_first)
             .field("meter_stock", &self.meter_stock)
             .field("provider_public_key", &self.provider_public_key)
             .finish()
@@ -248,6 +262,7 @@ impl ServerConfig {
                 "meter_stock = {meter_stock}: must be 1 to 10000"
             )));
         }
+        let modules_dir = file.modules_dir.unwrap_or_else(|| data_dir.join("modules"));
         Ok(Self {
             data_dir,
             listen,
@@ -257,6 +272,8 @@ impl ServerConfig {
             max_body_bytes,
             tls,
             modules,
+            modules_dir,
+            module_first: file.module_first.unwrap_or(0),
             meter_stock,
             provider_public_key: file.provider_public_key,
         })

@@ -92,8 +92,9 @@ impl Server {
             )?
         };
         let pool_config = postvault_pool::PoolConfig {
-            dir: config.data_dir.join("modules"),
+            dir: config.modules_dir.clone(),
             modules: config.modules,
+            first: config.module_first,
             argon2: Argon2Params::DEFAULT,
             clock: clock.clone(),
             provider_public_key: provider.public_key.clone(),

@@ -336,3 +336,48 @@ fn the_auditor_exports_a_key_that_verifies_each_members_log() {
     let entries = postvault_audit::parse_log(&text).unwrap();
     assert!(postvault_audit::verify_chain(&entries, &k0.try_into().unwrap()).is_err());
 }
+
+#[test]
+fn two_pools_share_one_directory_with_disjoint_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fresh directory must start from m0.
+    let mut late = config(dir.path(), 1);
+    late.first = 1;
+    let e = Pool::open(late).err().unwrap();
+    assert!(e.to_string().contains("module_first = 0"), "{e}");
+    assert!(!dir.path().join("deployment.json").exists());
+
+    // Three members, then two pools (two servers) over m0-m1 and m2.
+    drop(Pool::open(config(dir.path(), 3)).unwrap());
+    let a = Pool::open(config(dir.path(), 2)).unwrap();
+    let mut cb = config(dir.path(), 1);
+    cb.first = 2;
+    let b = Pool::open(cb).unwrap();
+    assert_eq!(a.in_service(), 2);
+    assert_eq!(b.in_service(), 1);
+    assert_eq!(b.status()[0].index, 2);
+    assert_eq!(a.deployment(), b.deployment());
+
+    // A package made by a member of A opens on B's member (one MKS).
+    let mut seen = Seen::default();
+    let mut ma = a.try_checkout().unwrap();
+    let package = match call(
+        &mut ma,
+        &mut seen,
+        &Request::InitializePsd { device: DEVICE },
+    ) {
+        Response::PsdInitialized { package, .. } => package,
+        other => panic!("{other:?}"),
+    };
+    let mut mb = b.try_checkout().unwrap();
+    let issued = mb.issue_psd_certificate(&package, 0x2007, 30).unwrap();
+    assert!(matches!(issued.response, Response::PsdCertificate { .. }));
+    let (sa, sb) = (status(&mut ma, &mut seen), status(&mut mb, &mut seen));
+    assert_eq!(sa.keys.active_mks, sb.keys.active_mks);
+
+    // A third pool over m1-m2 finds both held by the others.
+    let mut cc = config(dir.path(), 2);
+    cc.first = 1;
+    let e = Pool::open(cc).err().unwrap();
+    assert!(e.to_string().contains("in use"), "{e}");
+}
