@@ -67,6 +67,17 @@ pub enum Command {
     /// its password to DATA/operator-credentials.txt (mode 0600). The API is
     /// described at https://ADDR/openapi.json. Stops on ctrl-c or SIGTERM.
     Serve(ServerArgs),
+    /// The whole product once, end to end, with development credentials:
+    /// an embedded server (module ceremony, CA, MeterGen, a development
+    /// provider), a customer who signs up, registers a meter, buys $10.00
+    /// and prints exactly one first-class indicium, which is then verified
+    /// offline; every module's audit log is verified with its audit key.
+    ///
+    /// Leaves in --out: label.png, label.pdf (4x6 inch), indicium.bin (the
+    /// 113 bytes), psd-cert.pem, ca-cert.pem, audit/MODULE.log and
+    /// audit/MODULE-key.pem per module, and server/ (the server's data
+    /// directory). Ends with `demo ok`.
+    Demo(DemoArgs),
     /// A customer of a postal server: sign up, log on, register a meter,
     /// buy postage, print labels, see the history, get a refund.
     ///
@@ -90,6 +101,18 @@ pub enum Command {
     /// each command.
     #[command(subcommand)]
     Provider(ProviderCommand),
+}
+
+/// Options of `postvault demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo leaves its files (created; must be new or empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The store for the embedded server: sqlite://PATH or
+    /// postgres://USER@HOST/DB (default: SQLite in OUT/server).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// Options of `postvault serve`; each one given overrides the --config file.
@@ -1025,11 +1048,15 @@ pub struct VerifyArgs {
     /// The postvault CA certificate (PEM or DER): the trust anchor.
     #[arg(long, value_name = "CA.pem")]
     pub ca: PathBuf,
-    /// The PSD's certificate (PEM or DER). Required for now: looking it up on
-    /// the postvault server by the indicium's certificate serial is planned,
-    /// but the server does not exist yet.
-    #[arg(long, value_name = "PSD.pem")]
-    pub cert: PathBuf,
+    /// The PSD's certificate (PEM or DER). Without it, give the postal
+    /// server (--url with --fingerprint or --cacert): the certificate of
+    /// the indicium's device is fetched from it (GET
+    /// /v1/certificates/DEVICE) and checked against --ca like a local one.
+    #[arg(long, value_name = "PSD.pem", required_unless_present = "url")]
+    pub cert: Option<PathBuf>,
+    /// Where to fetch the PSD certificate from when --cert is not given.
+    #[command(flatten)]
+    pub server: ServerTrustArgs,
     /// Check the certificates' validity at this time (Unix seconds) instead
     /// of now.
     #[arg(long, value_name = "UNIX")]

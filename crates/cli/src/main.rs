@@ -15,6 +15,7 @@ mod bench;
 mod cli;
 mod client;
 mod conn;
+mod demo;
 mod keys;
 mod module;
 mod output;
@@ -95,6 +96,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => bench::run(cmd),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Client(cmd) => client::run(cmd),
         Command::Provider(cmd) => provider::run(cmd),
     };

@@ -13,7 +13,7 @@ use postvault_indicium::{ChainError, INDICIUM_LEN, Indicium, PsdCertificate, Ver
 use postvault_label::{LabelError, LabelText, decode_image};
 use postvault_module::Clock as _;
 
-use crate::cli::VerifyArgs;
+use crate::cli::{ServerTrustArgs, VerifyArgs};
 use crate::conn::SystemClock;
 use crate::output::rfc3339;
 use crate::{outln, usage};
@@ -50,7 +50,10 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
         Source::Bytes(p) => Raw::Bytes(read(p, "indicium file")?),
     };
     let ca = read_certificate(&a.ca, "CA certificate (--ca)")?;
-    let cert = read_certificate(&a.cert, "PSD certificate (--cert)")?;
+    let local_cert = match &a.cert {
+        Some(path) => Some(read_certificate(path, "PSD certificate (--cert)")?),
+        None => None,
+    };
     let at = a.at.unwrap_or_else(|| SystemClock.now());
 
     let bytes = match raw {
@@ -71,6 +74,10 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
         }
     };
 
+    let cert = match local_cert {
+        Some(c) => c,
+        None => fetch_certificate(&a.server, &indicium.device.to_string())?,
+    };
     match indicium.verify_with_chain(&cert, &ca, at) {
         Ok(info) => {
             outln!(
@@ -90,6 +97,30 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The PSD certificate of `device` from the postal server (public route
+/// `GET /v1/certificates/DEVICE`). The server is not trusted for the
+/// verdict: the certificate is checked against --ca like a local one.
+fn fetch_certificate(server: &ServerTrustArgs, device: &str) -> Result<Vec<u8>> {
+    let Some(url) = &server.url else {
+        usage!("give --cert PSD.pem, or --url (with --fingerprint or --cacert) to fetch it");
+    };
+    let Some(trust) = crate::client::trust_from_flags(server)? else {
+        usage!("--url needs --fingerprint FP or --cacert PEM to know the server's certificate");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let view = runtime.block_on(async {
+        let client = postvault_client::Client::new(url, trust)?;
+        client.certificate(device).await
+    });
+    let view =
+        view.map_err(|e| anyhow!("cannot fetch the certificate of PSD {device} from {url}: {e}"))?;
+    postvault_client::customer::certificate_der(&view.certificate_pem)
+        .with_context(|| format!("the certificate {url} sent for PSD {device}"))
 }
 
 /// The input, read but not yet decoded.

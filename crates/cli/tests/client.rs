@@ -273,6 +273,33 @@ fn customer_signs_up_registers_buys_prints_and_refunds() {
     let vout = String::from_utf8_lossy(&v.stdout);
     assert!(v.status.success(), "{vout}");
     assert!(vout.starts_with("VALID"), "{vout}");
+    // Without --cert, the PSD certificate comes from the server (pinned);
+    // the verdict still rests on the local CA.
+    let v = Command::new(BIN)
+        .arg("verify")
+        .arg(&png_path)
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--url", &server.url, "--fingerprint", &server.fingerprint])
+        .output()
+        .unwrap();
+    let vout = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "{vout}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    assert!(vout.starts_with("VALID"), "{vout}");
+    let v = Command::new(BIN)
+        .arg("verify")
+        .arg(&png_path)
+        .arg("--ca")
+        .arg(&cert)
+        .args(["--url", &server.url, "--fingerprint", &server.fingerprint])
+        .output()
+        .unwrap();
+    assert!(!v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("NOT VALID"));
 
     // Bulk: a bad CSV is refused, naming the line, before anything is printed.
     let csv = work.path().join("bulk.csv");

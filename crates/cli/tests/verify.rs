@@ -399,14 +399,24 @@ fn usage_and_file_errors() {
         let o = postvault(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
     }
-    // --help says the server lookup does not exist yet.
+    // --help says where the certificate comes from without --cert.
     let o = postvault(&["verify", "--help"]);
     assert!(o.status.success());
-    assert!(
-        stdout(&o).contains("server does not exist yet"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("fetched from it"), "{}", stdout(&o));
+    // Neither --cert nor --url: a usage error saying what to give.
+    let o = postvault(&["verify", &t.label, "--ca", &t.ca]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // --url without a way to trust the server: a usage error.
+    let o = postvault(&[
+        "verify",
+        &t.label,
+        "--ca",
+        &t.ca,
+        "--url",
+        "https://127.0.0.1:9",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--fingerprint"), "{}", text(&o));
     // A missing certificate file: an error (1), naming the file.
     let o = t.verify(&[&t.label], &t.ca, "/nonexistent/psd.pem");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

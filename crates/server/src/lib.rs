@@ -158,6 +158,7 @@ impl Server {
         })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let sweeper = tokio::spawn(sweep_idle_sessions(state.clone(), stop_rx.clone()));
+        let state_store = state.store.clone();
         let app = api::router(state);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
         let task = tokio::spawn(serve(listener, acceptor, app, stop_rx));
@@ -166,6 +167,7 @@ impl Server {
             fingerprint: tls.fingerprint,
             operator,
             pool,
+            store: state_store,
             provider_key_created: provider.created,
             stop: stop_tx,
             task,
@@ -180,6 +182,7 @@ pub struct RunningServer {
     fingerprint: String,
     operator: OperatorCredentials,
     pool: postvault_pool::Pool,
+    store: Arc<dyn postvault_store::Store>,
     provider_key_created: Option<std::path::PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -212,6 +215,51 @@ impl RunningServer {
     /// The modules of the pool, and which are in service.
     pub fn modules(&self) -> Vec<MemberStatus> {
         self.pool.status()
+    }
+
+    /// Each in-service module's audit verification key, exported by the
+    /// module's Auditor operator: (module ID, 65-byte ECDSA P-256 key). The
+    /// audit entries of the exports are stored like every other. Waits for
+    /// every module to be free.
+    pub async fn export_audit_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut held = Vec::new();
+        for _ in 0..self.pool.in_service() {
+            held.push(self.pool.checkout().await?);
+        }
+        let (held, results) = tokio::task::spawn_blocking(move || {
+            let mut held = held;
+            let results: Vec<_> = held
+                .iter_mut()
+                .map(|co| (co.module_id().to_string(), co.export_audit_key()))
+                .collect();
+            (held, results)
+        })
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))?;
+        let mut keys = Vec::new();
+        let mut records = Vec::new();
+        for (module_id, result) in results {
+            let called = result?;
+            records.extend(called.audit.into_iter().map(|(seq, line)| {
+                postvault_store::AuditRecord {
+                    module_id: module_id.clone(),
+                    seq,
+                    line,
+                }
+            }));
+            match called.response {
+                postvault_module::Response::AuditKey(key) => keys.push((module_id, key)),
+                _ => {
+                    return Err(ServerError::Setup(format!(
+                        "module {module_id} did not answer Export Audit Key with a key"
+                    )));
+                }
+            }
+        }
+        // Modules back first: see the lock order in `postal`.
+        drop(held);
+        self.store.append_audit(&records).await?;
+        Ok(keys)
     }
 
     /// Where the development provider key was made, if this start made it.

@@ -20,6 +20,11 @@
 //! A module's row of the module table only changes while that module is
 //! checked out, so the checkpoint read at check-out is the module's newest
 //! one unless a commit failed.
+//!
+//! Lock order: the store's meter locks first, then a module. Nothing waits
+//! for the store while it holds a module (commands that touch no meter give
+//! their module back before their audit entries are stored), so a meter
+//! job waiting for a module never waits on a module holder waiting for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -467,13 +472,16 @@ impl Postal {
             })
             .collect();
         records.extend(backlog(&self.pool));
+        // The module goes back before the store is written: a meter job
+        // holds the store's lock while it waits for a module, so waiting
+        // for the store while holding a module could deadlock.
+        drop(co);
         if !records.is_empty() {
             self.store
                 .append_audit(&records)
                 .await
                 .map_err(|e| store_error("storing audit entries", e))?;
         }
-        drop(co);
         response
     }
 
