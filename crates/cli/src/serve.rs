@@ -57,6 +57,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 m.reason.as_deref().unwrap_or("unknown")
             );
         }
+        for line in server.cross_check_notes() {
+            outln!("module-table cross-check: {line}");
+        }
         if let Some(path) = server.provider_key_created() {
             outln!(
                 "made a development provider key in {} (this server signs customers' purchases and refunds with it; for production set provider_public_key in the configuration)",

@@ -23,8 +23,17 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
+        Self::start_with(data, None)
+    }
+
+    /// Starts `postvault serve --data DATA [--config CONFIG]`.
+    fn start_with(data: &Path, config: Option<&Path>) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0"])
@@ -437,4 +446,147 @@ fn provider_keygen_writes_a_private_key_file_once() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+}
+
+/// Copies the SQLite database (with its WAL) of a stopped server.
+fn copy_db(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("postvault.sqlite") {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Replaces a stopped server's database with a copy made earlier.
+fn restore_db(snapshot: &Path, data: &Path) {
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("postvault.sqlite")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    copy_db(snapshot, data);
+}
+
+/// The seed's module-table cross-check at start: a database restored from
+/// a copy one transaction old is met by rolling the module back to it
+/// (Auto-Recover, audited) and printing goes on from there; a copy four
+/// transactions old is more than the module can roll back, so the server
+/// refuses to start and says why.
+#[test]
+fn a_database_rolled_back_is_recovered_or_refused_at_start() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = work.path().join("server.toml");
+    std::fs::write(&config, "modules = 1\nmeter_stock = 1\n").unwrap();
+    let alice = Customer::new(&work.path().join("alice"), "alice password 1234");
+    let labels = std::cell::Cell::new(0);
+    let print = |n: u32| {
+        labels.set(labels.get() + 1);
+        let out = alice.ok(&[
+            "print",
+            "--amount",
+            "0.50",
+            "--from-zip",
+            "10001",
+            "--out",
+            work.path()
+                .join(format!("label{}.pdf", labels.get()))
+                .to_str()
+                .unwrap(),
+        ]);
+        assert!(out.contains(&format!("printed piece {n} ")), "{out}");
+    };
+
+    let server = Server::start_with(&data, Some(&config));
+    alice.ok(&[
+        "signup",
+        "--url",
+        &server.url,
+        "--fingerprint",
+        &server.fingerprint,
+        "--login",
+        "alice",
+    ]);
+    alice.ok(&["register", "--zip", "10001-0001"]);
+    alice.ok(&["buy", "--amount", "10.00"]);
+    print(1);
+    drop(server);
+    let one_piece = work.path().join("snap1");
+    copy_db(&data, &one_piece);
+
+    // The URL changes with each start (port 0): log on again each time.
+    let relogon = |s: &Server| {
+        alice.ok(&[
+            "logon",
+            "--url",
+            &s.url,
+            "--fingerprint",
+            &s.fingerprint,
+            "--login",
+            "alice",
+        ]);
+    };
+    let server = Server::start_with(&data, Some(&config));
+    relogon(&server);
+    print(2);
+    print(3);
+    drop(server);
+    let three_pieces = work.path().join("snap3");
+    copy_db(&data, &three_pieces);
+    let server = Server::start_with(&data, Some(&config));
+    relogon(&server);
+    print(4);
+    drop(server);
+
+    // One transaction old: the module is rolled back; piece 4 is printed
+    // again (the discarded one is in the module's audit log).
+    restore_db(&three_pieces, &data);
+    let server = Server::start_with(&data, Some(&config));
+    relogon(&server);
+    let status = alice.ok(&["status"]);
+    assert!(status.contains("pieces               3"), "{status}");
+    print(4);
+    let status = alice.ok(&["status"]);
+    assert!(status.contains("$8.000"), "{status}");
+    drop(server);
+    let log = std::fs::read_to_string(data.join("modules/m0/audit.log")).unwrap();
+    assert!(
+        log.contains("AutoRecoverCheckpoint"),
+        "no Auto-Recover entry"
+    );
+
+    // Four transactions old: refused, with the reason, and nothing served.
+    restore_db(&one_piece, &data);
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("POSTVAULT_DATA")
+        .env_remove("POSTVAULT_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(!text.contains("postvault serving"), "{text}");
+    assert!(text.contains("cross-check"), "{text}");
+    assert!(text.contains("rolled back"), "{text}");
 }

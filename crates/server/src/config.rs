@@ -16,6 +16,8 @@
 //! modules_dir = "/var/lib/postvault/modules" # default DATA/modules; servers
 //! module_first = 0                     #   sharing it use disjoint ranges
 //! meter_stock = 8                      # certified meters MeterGen keeps ready
+//! cross_check_threshold = 0            # modules that may disagree with the
+//!                                      #   module table at start
 //! provider_public_key = "/etc/postvault/provider.pem"
 //!     # the provider's key (PEM); without it, the first start makes a
 //!     # development provider key in DATA/provider/ and signs purchases itself
@@ -75,6 +77,10 @@ pub struct ConfigFile {
     pub module_first: Option<usize>,
     /// How many certified meters MeterGen keeps ready for new customers.
     pub meter_stock: Option<u64>,
+    /// How many modules may disagree with the database's module table at
+    /// start (after rolling back modules that were ahead) before the server
+    /// refuses to start (default 0).
+    pub cross_check_threshold: Option<usize>,
     /// The provider's public key (PEM). Without it the server makes and
     /// uses a development provider key in DATA/provider/.
     pub provider_public_key: Option<PathBuf>,
@@ -144,6 +150,8 @@ pub struct ServerConfig {
     pub module_first: usize,
     /// Certified meters kept ready.
     pub meter_stock: u64,
+    /// Modules allowed to disagree with the module table at start.
+    pub cross_check_threshold: usize,
     /// The provider's public key file, if the provider is not this server.
     pub provider_public_key: Option<PathBuf>,
 }
@@ -163,6 +171,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("modules_dir", &self.modules_dir)
             .field("module_first", &self.module_first)
             .field("meter_stock", &self.meter_stock)
+            .field("cross_check_threshold", &self.cross_check_threshold)
             .field("provider_public_key", &self.provider_public_key)
             .finish()
     }
@@ -275,6 +284,7 @@ impl ServerConfig {
             modules_dir,
             module_first: file.module_first.unwrap_or(0),
             meter_stock,
+            cross_check_threshold: file.cross_check_threshold.unwrap_or(0),
             provider_public_key: file.provider_public_key,
         })
     }

@@ -128,6 +128,15 @@ impl Server {
             meter_stock: config.meter_stock,
             metergen: tokio::sync::Mutex::new(()),
         });
+        let notes = postal
+            .cross_check(config.cross_check_threshold)
+            .await
+            .map_err(|e| {
+                ServerError::Setup(format!("module-table cross-check: {}", e.message()))
+            })?;
+        for line in &notes {
+            eprintln!("postvault server: {line}");
+        }
         postal
             .fill_stock()
             .await
@@ -167,6 +176,7 @@ impl Server {
             fingerprint: tls.fingerprint,
             operator,
             pool,
+            notes,
             store: state_store,
             provider_key_created: provider.created,
             stop: stop_tx,
@@ -182,6 +192,7 @@ pub struct RunningServer {
     fingerprint: String,
     operator: OperatorCredentials,
     pool: postvault_pool::Pool,
+    notes: Vec<String>,
     store: Arc<dyn postvault_store::Store>,
     provider_key_created: Option<std::path::PathBuf>,
     stop: watch::Sender<bool>,
@@ -260,6 +271,13 @@ impl RunningServer {
         drop(held);
         self.store.append_audit(&records).await?;
         Ok(keys)
+    }
+
+    /// What the start-up's module-table cross-check found (modules rolled
+    /// back to the database's checkpoint, modules disagreeing within the
+    /// threshold); empty when every module agreed.
+    pub fn cross_check_notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Where the development provider key was made, if this start made it.

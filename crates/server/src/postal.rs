@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use postvault_crypto::ecdsa::EcdsaP256KeyPair;
-use postvault_module::checkpoint::SignedCheckpoint;
+use postvault_module::checkpoint::{ModuleTableRow, SignedCheckpoint};
 use postvault_module::psd::{
     DeviceId, ProviderBody, ProviderCommand, ProviderMessage, PsdStatus, SealedPackage,
 };
@@ -483,6 +483,129 @@ impl Postal {
                 .map_err(|e| store_error("storing audit entries", e))?;
         }
         response
+    }
+
+    /// The module-table cross-check of seed 002, at start (before any
+    /// package is loaded): every in-service module's newest checkpoint is
+    /// compared with its row of the database's module table. A module
+    /// ahead of the database (its last transactions were never committed,
+    /// e.g. the server was killed between the module's answer and the
+    /// commit) is rolled back to the database's record by Auto-Recover
+    /// Checkpoint, which audits every discarded transaction. If more than
+    /// `threshold` modules still disagree, the database is probably a stale
+    /// copy and the server must not start. Returns one line per module
+    /// recovered or disagreeing.
+    pub(crate) async fn cross_check(&self, threshold: usize) -> Result<Vec<String>, ApiError> {
+        let mut held = Vec::new();
+        for _ in 0..self.pool.in_service() {
+            held.push(
+                self.pool
+                    .checkout()
+                    .await
+                    .map_err(|e| module_error("checking out a module", e))?,
+            );
+        }
+        let table = self
+            .store
+            .all_checkpoints()
+            .await
+            .map_err(|e| store_error("reading the module table", e))?;
+        let mut db = BTreeMap::new();
+        for row in &table {
+            db.insert(row.module_id.clone(), parse_checkpoint(row)?);
+        }
+        let (held, out) = tokio::task::spawn_blocking(move || {
+            let mut held = held;
+            let mut lines = Vec::new();
+            let mut audit = Vec::new();
+            let mut modules = Vec::new();
+            for co in held.iter_mut() {
+                let id = co.module_id().to_string();
+                let mut newest = match co.call(&Request::RetrieveCheckpoint) {
+                    Ok(called) => {
+                        audit.push((id.clone(), called.audit));
+                        match called.response {
+                            Response::Checkpoint(cp) => cp,
+                            other => return Err(unexpected("RetrieveCheckpoint", &other)),
+                        }
+                    }
+                    Err(e) => return Err(module_error("Retrieve Checkpoint", e)),
+                };
+                let stored = db.get(&id);
+                if newest.as_ref() != stored
+                    && let Some(stored) = stored
+                {
+                    match co.call(&Request::AutoRecoverCheckpoint {
+                        checkpoint: stored.clone(),
+                    }) {
+                        Ok(called) => {
+                            audit.push((id.clone(), called.audit));
+                            if let Response::CheckpointRecovered {
+                                discarded,
+                                checkpoint,
+                            } = called.response
+                            {
+                                lines.push(format!(
+                                    "module {id} was {discarded} transaction(s) ahead of the database: rolled back to checkpoint {} (audited)",
+                                    checkpoint.checkpoint.seq
+                                ));
+                                newest = Some(checkpoint);
+                            }
+                        }
+                        Err(PoolError::Refused { error, audit: a }) => {
+                            audit.push((id.clone(), a));
+                            lines.push(format!("module {id} disagrees with the database: {error}"));
+                        }
+                        Err(e) => return Err(module_error("Auto-Recover Checkpoint", e)),
+                    }
+                }
+                let module_id: [u8; 16] = hex::decode(&id)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| ApiError::internal("cross-check", format!("module ID {id:?}")))?;
+                modules.push((module_id, newest.map(|cp| cp.checkpoint)));
+            }
+            Ok((held, (lines, audit, modules)))
+        })
+        .await
+        .map_err(|e| ApiError::internal("a module task", e))??;
+        drop(held);
+        let (mut lines, audit, modules) = out;
+        let records: Vec<AuditRecord> = audit
+            .into_iter()
+            .flat_map(|(module_id, entries)| {
+                entries.into_iter().map(move |(seq, line)| AuditRecord {
+                    module_id: module_id.clone(),
+                    seq,
+                    line,
+                })
+            })
+            .collect();
+        self.store
+            .append_audit(&records)
+            .await
+            .map_err(|e| store_error("storing audit entries", e))?;
+        let rows: Vec<ModuleTableRow> = table
+            .iter()
+            .map(|r| ModuleTableRow {
+                module_id: r.module_id.clone(),
+                time: Some(r.time),
+                value_mills: Some(r.value_mills),
+                seq: Some(r.seq),
+            })
+            .collect();
+        match postvault_module::checkpoint::cross_check(&rows, &modules, threshold) {
+            Ok(failing) => {
+                lines.extend(failing.iter().map(|id| {
+                    format!("module {id} disagrees with the module table (within the threshold)")
+                }));
+                Ok(lines)
+            }
+            Err(e) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.to_string(),
+            )),
+        }
     }
 
     /// MeterGen: makes certified meters (Initialize PSD, Issue PSD
