@@ -545,13 +545,16 @@ async fn scenario(store: Option<String>) {
         .expect("the session is stored by hash");
     assert_eq!(session.login, "alice");
     // Just inside the timeout still works (and touches the session)...
-    assert!(
-        db.touch_session(&hash, session.last_active - 59)
-            .await
-            .unwrap()
-    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(db.touch_session(&hash, now - 55).await.unwrap());
     let (s, _) = call(&c, M::GET, p.url("/v1/me"), Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
+    // (the request was activity: the session's clock started again)
+    let touched = db.get_session(&hash).await.unwrap().unwrap();
+    assert!(touched.last_active >= now, "{touched:?}");
     // ...beyond it the session has expired.
     assert!(db.touch_session(&hash, created - 3600).await.unwrap());
     let (s, b) = call(&c, M::GET, p.url("/v1/me"), Some(&token), None).await;
