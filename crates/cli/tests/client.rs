@@ -590,3 +590,46 @@ fn a_database_rolled_back_is_recovered_or_refused_at_start() {
     assert!(text.contains("cross-check"), "{text}");
     assert!(text.contains("rolled back"), "{text}");
 }
+
+/// Customers registering at once when MeterGen's stock is smaller than
+/// the crowd: each one gets a meter of its own (a customer who finds the
+/// stock empty gets a meter made for them).
+#[test]
+fn concurrent_registrations_each_get_their_own_meter() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = work.path().join("server.toml");
+    std::fs::write(&config, "meter_stock = 1\n").unwrap();
+    let server = Server::start_with(&data, Some(&config));
+    let devices: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..5)
+            .map(|i| {
+                let (url, fp, dir) = (&server.url, &server.fingerprint, work.path());
+                scope.spawn(move || {
+                    let c = Customer::new(&dir.join(format!("c{i}")), "a long password 1234");
+                    c.ok(&[
+                        "signup",
+                        "--url",
+                        url,
+                        "--fingerprint",
+                        fp,
+                        "--login",
+                        &format!("customer{i}"),
+                    ]);
+                    let out = c.ok(&["register", "--zip", "10001"]);
+                    out.lines()
+                        .find_map(|l| l.strip_prefix("registered meter "))
+                        .and_then(|r| r.split_whitespace().next())
+                        .unwrap()
+                        .to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut unique = devices.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "{devices:?}");
+}

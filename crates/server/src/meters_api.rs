@@ -164,13 +164,13 @@ pub(crate) async fn reserve(
         .await
         .map_err(|e| ApiError::store("reserving a meter", e))?;
     if got.is_none() {
-        // The stock ran out: make one now.
-        st.postal.fill_stock().await?;
+        // The stock ran out: make one for this customer now.
+        let id = st.postal.make_meter(Some(&auth.account.login)).await?;
         got = st
             .store
-            .reserve_meter(&auth.account.login, STOCK_STATE, now)
+            .get_meter(&id)
             .await
-            .map_err(|e| ApiError::store("reserving a meter", e))?;
+            .map_err(|e| ApiError::store("reading a meter", e))?;
     }
     let m = got.ok_or_else(|| {
         ApiError::new(

@@ -273,6 +273,14 @@ impl Job {
         Ok(())
     }
 
+    /// Sets a locked meter's owner (`None`: free).
+    pub(crate) fn set_owner(&mut self, device_id: &str, owner: Option<&str>) {
+        if let Some(row) = self.meters.get_mut(device_id) {
+            row.owner = owner.map(str::to_string);
+            self.changed.insert(device_id.to_string());
+        }
+    }
+
     /// Adds a ledger row.
     pub(crate) fn ledger(&mut self, entry: LedgerEntry) {
         self.ledger.push(entry);
@@ -623,13 +631,16 @@ impl Postal {
             if free >= self.meter_stock {
                 return Ok(made);
             }
-            self.make_meter().await?;
+            self.make_meter(None).await?;
             made += 1;
         }
     }
 
-    /// Makes one certified meter and stores it (see [`Postal::fill_stock`]).
-    async fn make_meter(&self) -> Result<String, ApiError> {
+    /// Makes one certified meter and stores it (see [`Postal::fill_stock`]),
+    /// free or, with `owner`, already reserved for that account (so a
+    /// customer who found the stock empty gets the meter made for them, not
+    /// one another request may take first). Returns its device ID.
+    pub(crate) async fn make_meter(&self, owner: Option<&str>) -> Result<String, ApiError> {
         // Serials count up from the number of meters stored; a serial
         // another server took meanwhile is skipped.
         let mut serial = self
@@ -696,6 +707,7 @@ impl Postal {
             other => return Err(unexpected("IssuePsdCertificate", &other)),
         };
         let job_id = id.clone();
+        let owner = owner.map(str::to_string);
         self.meter_job(std::slice::from_ref(&id), move |job| {
             let package = job.package(&job_id)?;
             let cert = certificate.clone();
@@ -707,6 +719,7 @@ impl Postal {
                 Response::PsdUpdated { package, state, .. } => {
                     job.set_package(&job_id, &package, &format!("{state:?}"))?;
                     job.set_certificate(&job_id, certificate)?;
+                    job.set_owner(&job_id, owner.as_deref());
                     Ok(())
                 }
                 other => Err(unexpected("AuthorizePsd", &other)),
