@@ -1,6 +1,7 @@
 //! The command tree: clap definitions only. Each command's doc comment is its
 //! `--help` text; the handlers live in [`crate::module`], [`crate::keys`],
-//! [`crate::audit`], [`crate::bench`] and [`crate::verify`].
+//! [`crate::audit`], [`crate::bench`] (`bench module`), [`crate::loadbench`]
+//! (`bench` with no subcommand, or `bench load`) and [`crate::verify`].
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -47,8 +48,11 @@ pub enum Command {
     /// Measure performance, each figure next to a baseline measured in the
     /// same run (build with `cargo build --release -p postvault` first:
     /// a debug build measures the debug build).
-    #[command(subcommand)]
-    Bench(BenchCommand),
+    ///
+    /// With no subcommand (or `load`): the load generator, `postvault bench
+    /// [--url URL] [--clients N] [--seconds S]`; `postvault bench load
+    /// --help` explains it. `postvault bench module` measures one module.
+    Bench(BenchArgs),
     /// Verify a postage label offline: read its indicium, check the PSD
     /// certificate against the CA and the indicium's signature.
     ///
@@ -1079,7 +1083,88 @@ pub enum AuditCommand {
     },
 }
 
-/// `postvault bench ...`.
+/// `postvault bench [LOAD OPTIONS]` or `postvault bench SUBCOMMAND`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchSubcommand>,
+    /// With no subcommand: the load generator's options (as for `load`).
+    #[command(flatten)]
+    pub load: BenchLoadArgs,
+}
+
+/// The subcommands of `postvault bench`.
+#[derive(Debug, Subcommand)]
+pub enum BenchSubcommand {
+    #[command(flatten)]
+    Other(BenchCommand),
+    /// Indicia per second of a postal server under load: N concurrent
+    /// HTTPS clients printing real, MAC'd pieces, against the raw ECDSA
+    /// P-256 signing rate of all cores (also what `postvault bench` with no
+    /// subcommand runs).
+    ///
+    /// Without --url it starts its own server in this process (a new
+    /// temporary data directory under $TMPDIR with SQLite, 127.0.0.1 on a
+    /// free port, the development provider key) and deletes it afterwards;
+    /// with --url (and --fingerprint or --cacert) it loads that server,
+    /// signing up a fresh random account unless --login (and
+    /// --password-file or POSTVAULT_PASSWORD) names an existing one. The
+    /// server must hold a provider key (purchases are signed by it).
+    ///
+    /// Set-up, not timed: logon, then one meter per client reserved,
+    /// registered (the Configure PSD MAC and the certificate chain checked)
+    /// and bought up to $500.00. Then each client, on its own connection,
+    /// loops for --seconds: builds and MACs a print request on its meter's
+    /// challenge chain, POSTs it, checks the answer's MAC, old challenge and
+    /// registers (and the indicium's fields and signature on the first
+    /// piece and one in 64), and records the latency; it buys more postage
+    /// when the meter runs low. Any refused or failing piece stops the
+    /// bench: the figures so far and the server's message are printed and
+    /// it exits 1.
+    ///
+    /// Afterwards (the embedded server stopped first) it signs 49-byte
+    /// messages on one thread per available core with aws-lc-rs for
+    /// --sign-seconds and sums the rates. Prints `load: X indicia/s ...`
+    /// with the count, errors and p50/p99 latency, `ecdsa p-256 sign
+    /// (aws-lc-rs, T threads): Y/s`, and last `ratio=R` with R = X / Y.
+    Load(BenchLoadArgs),
+}
+
+/// The load generator's options (`postvault bench` and `postvault bench load`).
+#[derive(Debug, Clone, Args)]
+pub struct BenchLoadArgs {
+    /// Load this server instead of an embedded one (with --fingerprint or
+    /// --cacert).
+    #[command(flatten)]
+    pub server: ServerTrustArgs,
+    /// With --url: an existing customer account to use (its password from
+    /// --password-file, else POSTVAULT_PASSWORD, else a prompt). Default:
+    /// sign up a fresh account with a random login and password.
+    #[arg(long, value_name = "LOGIN", requires = "url")]
+    pub login: Option<String>,
+    /// With --login: read its password from the first line of FILE.
+    #[arg(long, value_name = "FILE", requires = "login")]
+    pub password_file: Option<PathBuf>,
+    /// Concurrent clients, each with its own connection and meter.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub clients: u32,
+    /// Seconds of load (set-up not counted).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Seconds of the all-core signing baseline (default: 5, or --seconds
+    /// when that is shorter).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub sign_seconds: Option<f64>,
+    /// Postage of each piece, in mills (1 to 99999); small, so a $500.00
+    /// meter lasts.
+    #[arg(long, value_name = "MILLS", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=99_999))]
+    pub postage: u64,
+}
+
+/// `postvault bench module`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Indicia per second of one in-process module on one thread, against

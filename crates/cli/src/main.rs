@@ -1,7 +1,8 @@
 //! The postvault command line: `postvault module ...` drives a cryptographic
 //! module (ceremonies, operators, keys, audit export) in-process or through a
 //! module daemon; `postvault audit ...` checks audit logs offline;
-//! `postvault bench ...` measures performance; `postvault verify ...` checks a
+//! `postvault bench ...` measures performance (with no subcommand, a
+//! load generator against a postal server); `postvault verify ...` checks a
 //! postage label offline; `postvault serve` runs the postal server;
 //! `postvault client ...` and `postvault provider ...` are its customer
 //! and provider.
@@ -17,6 +18,7 @@ mod client;
 mod conn;
 mod demo;
 mod keys;
+mod loadbench;
 mod module;
 mod output;
 mod provider;
@@ -29,7 +31,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use postvault_module::{ClientError, ModuleError, ModuleState, Role};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchSubcommand, Cli, Command};
 
 /// A usage error found after parsing (e.g. neither --socket nor --dir): exit 2.
 #[derive(Debug)]
@@ -93,7 +95,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Module(cmd) => module::run(cmd, cli.verbose > 0),
         Command::Audit(cmd) => audit::run(cmd),
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(args) => match args.command {
+            Some(BenchSubcommand::Other(cmd)) => bench::run(cmd),
+            Some(BenchSubcommand::Load(a)) => loadbench::run(&a),
+            None => loadbench::run(&args.load),
+        },
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
