@@ -17,6 +17,7 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
@@ -235,11 +236,46 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &St) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
+        let limit = state.max_body_bytes;
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send a JSON body with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(e.into(), limit))?;
+        // Every body is an object: serde would also fill a struct from an
+        // array of its fields in order, which no client should rely on.
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{')
+            && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok()
+        {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the JSON does not fit this request: the body must be a JSON object (see /openapi.json)",
+            ));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection, state.max_body_bytes)),
+            Err(rejection) => Err(json_rejection(rejection, limit)),
         }
     }
+}
+
+/// `application/json` or `application/*+json` (parameters such as
+/// `charset` allowed), as axum's `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            let essence = essence.to_ascii_lowercase();
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        })
 }
 
 fn json_rejection(rejection: JsonRejection, limit: usize) -> ApiError {

@@ -695,9 +695,11 @@ pub(crate) struct ProviderPost {
 pub(crate) async fn provider_message(
     State(st): State<St>,
     auth: Authed,
-    ApiJson(req): ApiJson<ProviderPost>,
+    body: Result<ApiJson<ProviderPost>, ApiError>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // The role first: a customer learns nothing from how the body is read.
     provider_only(&auth)?;
+    let ApiJson(req) = body?;
     let device_id = req.message.body.device_id.clone();
     if device_id.parse::<DeviceId>().is_err() {
         return Err(ApiError::new(

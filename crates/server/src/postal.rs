@@ -4,11 +4,13 @@
 //! # Meter transactions
 //!
 //! Everything that changes a meter runs as a [`Job`] through
-//! [`Postal::meter_job`]: the meters' rows are locked in the store (one
-//! meter is processed by one server at a time, across processes), a module
-//! is checked out of the pool, the job's module commands run on a blocking
-//! thread with the packages from the locked rows and that module's newest
-//! checkpoint from the module table, and then the new packages, the
+//! [`Postal::meter_job`]: a module is checked out of the pool, then the
+//! meters' rows are locked in the store (one meter is processed by one
+//! server at a time, across processes; always in this order, as
+//! MeterGen's module calls hold a module while they write), the job's
+//! module commands run on a blocking thread with the packages from the
+//! locked rows and that module's newest checkpoint from the module table,
+//! and then the new packages, the
 //! module's checkpoint row, the ledger and money rows and every audit entry
 //! the commands made are committed in one store transaction. Only then is
 //! the module given back and the answer sent: nothing is handed out before
@@ -21,10 +23,10 @@
 //! checked out, so the checkpoint read at check-out is the module's newest
 //! one unless a commit failed.
 //!
-//! Lock order: the store's meter locks first, then a module. Nothing waits
-//! for the store while it holds a module (commands that touch no meter give
-//! their module back before their audit entries are stored), so a meter
-//! job waiting for a module never waits on a module holder waiting for it.
+//! Lock order: a module first, then the store's meter locks; nothing waits
+//! for a module while it holds store locks. Commands that touch no meter
+//! (MeterGen, the cross-check, audit-key export) also give their modules
+//! back before they write their audit entries to the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -386,6 +388,15 @@ impl Postal {
         T: Send + 'static,
         F: FnOnce(&mut Job) -> Result<T, ApiError> + Send + 'static,
     {
+        // The module first, then the meters' rows: `module_call` holds a
+        // module while it writes to the store, so taking them in the other
+        // order deadlocks (on SQLite the whole database is the lock) until
+        // the store's lock wait runs out.
+        let co = self
+            .pool
+            .checkout()
+            .await
+            .map_err(|e| module_error("checking out a module", e))?;
         let tx = self
             .store
             .lock_meters(device_ids)
@@ -396,11 +407,6 @@ impl Postal {
                 }
                 e => store_error("locking meters", e),
             })?;
-        let co = self
-            .pool
-            .checkout()
-            .await
-            .map_err(|e| module_error("checking out a module", e))?;
         let checkpoint = match tx
             .checkpoints()
             .iter()
