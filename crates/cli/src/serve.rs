@@ -36,6 +36,14 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // The signal handlers go in before the server starts and says where
+        // it is: a SIGTERM sent as soon as the URL is printed must stop it
+        // gracefully, not kill it or be lost.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("installing the SIGINT handler")?;
         let data_dir = config.data_dir.clone();
         let server = Server::start(config, Arc::new(SystemClock))
             .await
@@ -66,8 +74,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 path.display()
             );
         }
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
         server
-            .run_until_signal()
+            .shutdown()
             .await
             .context("shutting the server down")?;
         outln!("postvault server stopped");

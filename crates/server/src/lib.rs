@@ -127,6 +127,7 @@ impl Server {
             model: postal::MODEL,
             meter_stock: config.meter_stock,
             metergen: tokio::sync::Mutex::new(()),
+            committed: Default::default(),
         });
         let notes = postal
             .cross_check(config.cross_check_threshold)

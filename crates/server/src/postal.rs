@@ -20,8 +20,11 @@
 //! used (the seed's controlled rollback, audited).
 //!
 //! A module's row of the module table only changes while that module is
-//! checked out, so the checkpoint read at check-out is the module's newest
-//! one unless a commit failed.
+//! checked out, and only by the process that holds the module; the job
+//! reads the row after checking the module out, and takes the newer of it
+//! and the checkpoint this process last committed for the module (a belt
+//! to the braces of the lock order): that is the module's newest one
+//! unless a commit failed.
 //!
 //! Lock order: a module first, then the store's meter locks; nothing waits
 //! for a module while it holds store locks. Commands that touch no meter
@@ -69,6 +72,10 @@ pub(crate) struct Postal {
     pub(crate) meter_stock: u64,
     /// One MeterGen run at a time in this process.
     pub(crate) metergen: tokio::sync::Mutex<()>,
+    /// Each module's checkpoint as this process last committed it to the
+    /// module table (a module is used by one process only). See
+    /// [`Postal::meter_job`].
+    pub(crate) committed: std::sync::Mutex<std::collections::HashMap<String, SignedCheckpoint>>,
 }
 
 /// A module refusal or failure as an API error: refusals are the client's
@@ -407,13 +414,30 @@ impl Postal {
                 }
                 e => store_error("locking meters", e),
             })?;
-        let checkpoint = match tx
+        let stored = match tx
             .checkpoints()
             .iter()
             .find(|row| row.module_id == co.module_id())
         {
             Some(row) => Some(parse_checkpoint(row)?),
             None => None,
+        };
+        // The row is read after the module was checked out, so the job
+        // that used the module before has committed. Should that ever not
+        // hold (the rows were once locked first, and on PostgreSQL the row
+        // was then read before the previous job's commit), the newer of the
+        // row and the checkpoint this process last committed for the module
+        // is the database's: a module belongs to one process.
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(co.module_id())
+            .cloned();
+        let checkpoint = match (stored, committed) {
+            (Some(s), Some(c)) if c.checkpoint.seq > s.checkpoint.seq => Some(c),
+            (None, Some(c)) => Some(c),
+            (s, _) => s,
         };
         let job = Job {
             co,
@@ -438,6 +462,7 @@ impl Postal {
         })
         .await
         .map_err(|e| ApiError::internal("a module task", e))?;
+        let new_checkpoint = job.new_checkpoint.clone();
         let (mut commit, co) = job.finish()?;
         commit.audit.extend(backlog(&self.pool));
         if commit_is_empty(&commit) {
@@ -446,6 +471,14 @@ impl Postal {
             // The module moved on; its next use recovers (see Job::call).
             drop(co);
             return Err(store_error("committing a meter transaction", e));
+        }
+        if let Some(cp) = new_checkpoint {
+            // Recorded before the module is given back, so the next job on
+            // it starts from this checkpoint.
+            self.committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(co.module_id().to_string(), cp);
         }
         drop(co);
         result
@@ -487,8 +520,8 @@ impl Postal {
             .collect();
         records.extend(backlog(&self.pool));
         // The module goes back before the store is written: a meter job
-        // holds the store's lock while it waits for a module, so waiting
-        // for the store while holding a module could deadlock.
+        // may be waiting for this module (see the lock order above). The
+        // entries are in the module's own log already.
         drop(co);
         if !records.is_empty() {
             self.store
