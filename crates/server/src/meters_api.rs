@@ -508,34 +508,15 @@ pub(crate) async fn correction(
                     new_challenge,
                     mac,
                     ..
-                } => {
-                    let parsed = postvault_indicium::Indicium::from_bytes(&indicium)
-                        .map_err(|e| ApiError::internal("the module's indicium", e))?;
-                    job.set_package(&id, &package, "Leased")?;
-                    let owner = job.meter(&id)?.owner.clone();
-                    let now = job.now();
-                    job.ledger(postvault_store::LedgerEntry {
-                        device_id: id.clone(),
-                        piece: parsed.piece_counter,
-                        account: owner,
-                        user_name: request.user_id.clone(),
-                        postage_mills: request.postage_mills,
-                        ascending_mills: parsed.ascending_register,
-                        descending_mills: u64::from(parsed.descending_register),
-                        category: "CORR".into(),
-                        indicium: indicium.clone(),
-                        time: now,
-                    });
-                    Ok(crate::printer::Printed {
-                        piece: parsed.piece_counter,
-                        indicium,
-                        old_challenge,
-                        new_challenge,
-                        mac,
-                        ascending_mills: parsed.ascending_register,
-                        descending_mills: u64::from(parsed.descending_register),
-                    })
-                }
+                } => crate::printer::record_piece(
+                    job,
+                    &request,
+                    &package,
+                    indicium,
+                    old_challenge,
+                    new_challenge,
+                    mac,
+                ),
                 other => Err(unexpected("CreateCorrectionIndicium", &other)),
             }
         })

@@ -11,13 +11,13 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use postvault_module::psd::{IndiciumItem, IndiciumRequest};
+use postvault_module::psd::{IndiciumItem, IndiciumRequest, SealedPackage};
 use postvault_module::{Request, Response};
 use postvault_store::LedgerEntry;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::api::ApiError;
-use crate::postal::{Postal, refusal, unexpected};
+use crate::postal::{Job, Postal, refusal, unexpected};
 
 /// The most pieces in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -40,6 +40,48 @@ pub(crate) struct Printed {
     pub(crate) mac: [u8; 32],
     pub(crate) ascending_mills: u64,
     pub(crate) descending_mills: u64,
+}
+
+/// Records a piece the module issued for `request` in the meter job: the
+/// meter's new package and the ledger row (with the registers the signed
+/// indicium carries). Returns what the API answers.
+pub(crate) fn record_piece(
+    job: &mut Job,
+    request: &IndiciumRequest,
+    package: &SealedPackage,
+    indicium: Vec<u8>,
+    old_challenge: [u8; 16],
+    new_challenge: [u8; 16],
+    mac: [u8; 32],
+) -> Result<Printed, ApiError> {
+    let parsed = postvault_indicium::Indicium::from_bytes(&indicium)
+        .map_err(|e| ApiError::internal("the module's indicium", e))?;
+    job.set_package(&request.device_id, package, "Leased")?;
+    let owner = job.meter(&request.device_id)?.owner.clone();
+    let now = job.now();
+    job.ledger(LedgerEntry {
+        device_id: request.device_id.clone(),
+        piece: parsed.piece_counter,
+        account: owner,
+        user_name: request.user_id.clone(),
+        postage_mills: request.postage_mills,
+        ascending_mills: parsed.ascending_register,
+        descending_mills: u64::from(parsed.descending_register),
+        category: String::from_utf8_lossy(&request.category)
+            .trim_end()
+            .to_string(),
+        indicium: indicium.clone(),
+        time: now,
+    });
+    Ok(Printed {
+        piece: parsed.piece_counter,
+        indicium,
+        old_challenge,
+        new_challenge,
+        mac,
+        ascending_mills: parsed.ascending_register,
+        descending_mills: u64::from(parsed.descending_register),
+    })
 }
 
 /// Starts `workers` printer tasks; returns the queue they take from.
@@ -126,34 +168,15 @@ async fn print_batch(postal: &Postal, batch: Vec<PrintJob>) {
             let mut out = Vec::with_capacity(results.len());
             for (r, result) in requests.iter().zip(results) {
                 match result {
-                    Ok(issued) => {
-                        let parsed = postvault_indicium::Indicium::from_bytes(&issued.indicium)
-                            .map_err(|e| ApiError::internal("the module's indicium", e))?;
-                        job.set_package(&r.device_id, &issued.package, "Leased")?;
-                        let owner = job.meter(&r.device_id)?.owner.clone();
-                        let now = job.now();
-                        job.ledger(LedgerEntry {
-                            device_id: r.device_id.clone(),
-                            piece: parsed.piece_counter,
-                            account: owner,
-                            user_name: r.user_id.clone(),
-                            postage_mills: r.postage_mills,
-                            ascending_mills: parsed.ascending_register,
-                            descending_mills: u64::from(parsed.descending_register),
-                            category: String::from_utf8_lossy(&r.category).trim_end().to_string(),
-                            indicium: issued.indicium.clone(),
-                            time: now,
-                        });
-                        out.push(Ok(Printed {
-                            piece: parsed.piece_counter,
-                            indicium: issued.indicium,
-                            old_challenge: issued.old_challenge,
-                            new_challenge: issued.new_challenge,
-                            mac: issued.mac,
-                            ascending_mills: parsed.ascending_register,
-                            descending_mills: u64::from(parsed.descending_register),
-                        }));
-                    }
+                    Ok(issued) => out.push(Ok(record_piece(
+                        job,
+                        r,
+                        &issued.package,
+                        issued.indicium,
+                        issued.old_challenge,
+                        issued.new_challenge,
+                        issued.mac,
+                    )?)),
                     Err(e) => out.push(Err(refusal("Create Indicia", e))),
                 }
             }
