@@ -7,10 +7,15 @@
 //! HTTPS only (rustls, TLS 1.3 and 1.2, aws-lc-rs); a plaintext request on
 //! the port fails the TLS handshake.
 //!
-//! What the API offers is in `api` and in the OpenAPI document at
-//! `/openapi.json`: sign-up, logon with Argon2id passwords and lock-out
-//! after a number of failed logons, bearer-token sessions that expire after
-//! an idle timeout (15 minutes by default), logoff.
+//! What the API offers is in `api`, `meters_api` and in the OpenAPI
+//! document at `/openapi.json`: sign-up, logon with Argon2id passwords and
+//! lock-out after a number of failed logons, bearer-token sessions that
+//! expire after an idle timeout (15 minutes by default), logoff; meters
+//! (reserve, register, status, buy, print, correction, refund, history),
+//! certificates and the provider's signed messages. Behind them: the
+//! module pool (`postvault-pool`), meter transactions, MeterGen and the
+//! group-commit printer (`postal`, `printer`); at start, the seed's
+//! module-table cross-check.
 //!
 //! Time comes in through a [`Clock`]; this crate never reads the wall clock.
 
