@@ -134,9 +134,18 @@ pub struct ServerArgs {
     /// sqlite://DATA/postvault.sqlite).
     #[arg(long, env = "POSTVAULT_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// Use the module daemon on this Unix socket as a pool member (give it
+    /// once per daemon; start each with `postvault module serve --dir D
+    /// --socket S`). Fresh daemons are set up on first start. Default:
+    /// modules in this process.
+    #[arg(long = "module-socket", value_name = "PATH")]
+    pub module_sockets: Vec<PathBuf>,
     /// A TOML configuration file: data, listen, store,
     /// session_idle_timeout_secs (900), failed_logon_limit (5),
-    /// max_body_bytes (65536), tls_cert and tls_key. Unknown keys are an error.
+    /// max_body_bytes (65536), tls_cert and tls_key, modules,
+    /// module_sockets, modules_dir, module_first, meter_stock,
+    /// cross_check_threshold, provider_public_key (see the server crate's
+    /// config documentation). Unknown keys are an error.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }

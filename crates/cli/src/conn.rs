@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use postvault_crypto::Faults;
+use postvault_module::audit_sink::{AUDIT_LOG_FILE, CaptureSink, Captured, FileAuditSink};
 use postvault_module::nvm::NVM_FILE;
 use postvault_module::protocol::Status;
 use postvault_module::{
@@ -41,6 +42,9 @@ pub struct LocalOptions {
     pub faults: Option<Faults>,
     /// Sign at least every this many audit entries.
     pub sign_every: Option<u32>,
+    /// Also capture every stored audit entry here (a daemon sends them back
+    /// with each answer).
+    pub audit_capture: Option<Captured>,
 }
 
 /// Opens the module in `dir` (creating the directory and, for a new module,
@@ -62,6 +66,12 @@ pub fn open_local(dir: &Path, opts: LocalOptions) -> Result<Module> {
     }
     if let Some(n) = opts.sign_every {
         config.sign_every = n;
+    }
+    if let Some(captured) = opts.audit_capture {
+        let log = dir.join(AUDIT_LOG_FILE);
+        let file = FileAuditSink::open(&log)
+            .with_context(|| format!("cannot open the audit log {}", log.display()))?;
+        config.audit_sink = Some(Box::new(CaptureSink::new(file, captured)));
     }
     Ok(Module::open(config)?)
 }

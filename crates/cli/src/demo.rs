@@ -93,6 +93,7 @@ async fn demo(out: &Path, store: Option<String>) -> Result<ExitCode> {
             data: Some(data.clone()),
             listen: Some("127.0.0.1:0".into()),
             store,
+            module_sockets: Vec::new(),
         },
     )
     .map_err(|e| anyhow!("{e}"))?;

@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use postvault_crypto::ecdsa::public_key_to_pem;
 use postvault_crypto::selftest;
 use postvault_module::access::{check_password_strength, check_user_id};
-use postvault_module::audit_sink::AUDIT_LOG_FILE;
+use postvault_module::audit_sink::{AUDIT_LOG_FILE, Captured};
 use postvault_module::protocol::{AccountSettings, NewUser};
 use postvault_module::{Clock, ModuleError, ModuleState, Request, Response, Role, daemon};
 
@@ -183,12 +184,14 @@ pub fn done(
 }
 
 fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let captured = Captured::default();
     let module = conn::open_local(
         &a.dir,
         LocalOptions {
             seal: a.seal,
             faults: a.fail_selftest,
             sign_every: a.sign_every,
+            audit_capture: Some(Arc::clone(&captured)),
         },
     )?;
     let id = module.module_id().unwrap_or_else(|| "uninitialized".into());
@@ -197,7 +200,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         eprintln!("warning: the module is in Error state: {why}");
     }
     let socket = a.socket.clone();
-    daemon::serve(module, &a.socket, move || {
+    daemon::serve(module, &a.socket, Some(captured), move || {
         outln!("module {id} state {state} serving on {}", socket.display());
         let _ = std::io::stdout().flush();
     })

@@ -26,6 +26,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data: args.data,
         listen: args.listen,
         store: args.store,
+        module_sockets: args.module_sockets,
     };
     let config = match ServerConfig::build(file, overrides) {
         Ok(c) => c,
@@ -57,13 +58,22 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let modules = server.modules();
         let serving = modules.iter().filter(|m| m.in_service).count();
         outln!("modules: {serving} of {} in service", modules.len());
-        for m in modules.iter().filter(|m| !m.in_service) {
-            outln!(
-                "  module {} (m{}) out of service: {}",
-                m.module_id.as_deref().unwrap_or("not initialized"),
-                m.index,
-                m.reason.as_deref().unwrap_or("unknown")
-            );
+        for m in &modules {
+            let place = match &m.socket {
+                Some(s) => format!("daemon {}", s.display()),
+                None => format!("m{}", m.index),
+            };
+            let id = m.module_id.as_deref().unwrap_or("not initialized");
+            if m.in_service {
+                if m.socket.is_some() {
+                    outln!("  module {id} ({place}) in service");
+                }
+            } else {
+                outln!(
+                    "  module {id} ({place}) out of service: {}",
+                    m.reason.as_deref().unwrap_or("unknown")
+                );
+            }
         }
         for line in server.cross_check_notes() {
             outln!("module-table cross-check: {line}");

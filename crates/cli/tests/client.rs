@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_postvault");
 /// A running `postvault serve`; killed when dropped.
 struct Server {
     child: Child,
-    _stdout: BufReader<ChildStdout>,
+    stdout: BufReader<ChildStdout>,
     url: String,
     fingerprint: String,
 }
@@ -28,8 +28,13 @@ impl Server {
 
     /// Starts `postvault serve --data DATA [--config CONFIG]`.
     fn start_with(data: &Path, config: Option<&Path>) -> Server {
+        Self::start_args(data, config, &[])
+    }
+
+    /// Starts `postvault serve --data DATA [--config CONFIG] ARGS`.
+    fn start_args(data: &Path, config: Option<&Path>, args: &[&std::ffi::OsStr]) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve");
+        cmd.arg("serve").args(args);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -57,10 +62,19 @@ impl Server {
         let (url, fp) = rest.split_once(" (certificate sha256 ").unwrap();
         Server {
             child,
-            _stdout: stdout,
+            stdout,
             url: url.to_string(),
             fingerprint: fp.trim_end_matches(')').to_string(),
         }
+    }
+}
+
+impl Server {
+    /// The next line the server prints (after its first two).
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_string()
     }
 }
 
@@ -632,4 +646,181 @@ fn concurrent_registrations_each_get_their_own_meter() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 5, "{devices:?}");
+}
+
+/// A running `postvault module serve`; killed (SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts a module daemon for `dir` on `socket` and waits until it
+    /// listens.
+    fn start(dir: &Path, socket: &Path) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["module", "serve", "--dir"])
+            .arg(dir)
+            .arg("--socket")
+            .arg(socket)
+            .env_remove("POSTVAULT_MODULE_DIR")
+            .env_remove("POSTVAULT_MODULE_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start postvault module serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("serving on"), "{first:?}");
+        Daemon { child }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn module_daemons_serve_the_server_and_one_that_dies_is_taken_out_of_service() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let socket = |i: usize| work.path().join(format!("m{i}.sock"));
+    let dir = |i: usize| work.path().join(format!("module{i}"));
+    let _d0 = Daemon::start(&dir(0), &socket(0));
+    let d1 = Daemon::start(&dir(1), &socket(1));
+    let (s0, s1) = (socket(0), socket(1));
+    let args = [
+        std::ffi::OsStr::new("--module-socket"),
+        s0.as_os_str(),
+        std::ffi::OsStr::new("--module-socket"),
+        s1.as_os_str(),
+    ];
+    let mut server = Server::start_args(&data, None, &args);
+    assert_eq!(server.line(), "modules: 2 of 2 in service");
+    let m0 = server.line();
+    assert!(
+        m0.contains("m0.sock") && m0.ends_with(") in service"),
+        "{m0}"
+    );
+    let m1 = server.line();
+    assert!(
+        m1.contains("m1.sock") && m1.ends_with(") in service"),
+        "{m1}"
+    );
+    // The modules live with their daemons, not in the server's data.
+    assert!(!data.join("modules/m0").exists());
+    assert!(dir(0).join("audit.log").exists() && dir(1).join("audit.log").exists());
+
+    let alice = Customer::new(&work.path().join("alice"), "alice password 1234");
+    let labels = std::cell::Cell::new(0);
+    // Prints one label; a print the dying daemon did not answer is
+    // refused with 503 and tried again. Returns the failures seen.
+    let print = |n: u32| -> u32 {
+        let mut failures = 0;
+        loop {
+            labels.set(labels.get() + 1);
+            let label = work.path().join(format!("label{}.pdf", labels.get()));
+            let out = alice.run(&[
+                "print",
+                "--amount",
+                "0.50",
+                "--from-zip",
+                "10001",
+                "--out",
+                label.to_str().unwrap(),
+            ]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() {
+                assert!(stdout.contains(&format!("printed piece {n} ")), "{stdout}");
+                return failures;
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("did not answer"), "{stderr}");
+            failures += 1;
+            assert!(failures < 2, "piece {n} failed twice: {stderr}");
+        }
+    };
+    let relogon = |s: &Server| {
+        alice.ok(&[
+            "logon",
+            "--url",
+            &s.url,
+            "--fingerprint",
+            &s.fingerprint,
+            "--login",
+            "alice",
+        ]);
+    };
+    alice.ok(&[
+        "signup",
+        "--url",
+        &server.url,
+        "--fingerprint",
+        &server.fingerprint,
+        "--login",
+        "alice",
+    ]);
+    let out = alice.ok(&["register", "--zip", "10001-0001"]);
+    let device = out
+        .lines()
+        .find_map(|l| l.strip_prefix("registered meter "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    alice.ok(&["buy", "--amount", "10.00"]);
+    for n in 1..=4 {
+        assert_eq!(print(n), 0);
+    }
+    // A label from the daemons verifies against the deployment's CA.
+    let meter = meter_file(&alice.state, &device);
+    let ca = work.path().join("ca.pem");
+    let cert = work.path().join("cert.pem");
+    std::fs::write(&ca, meter["ca_certificate_pem"].as_str().unwrap()).unwrap();
+    std::fs::write(&cert, meter["certificate_pem"].as_str().unwrap()).unwrap();
+    let v = verify(&work.path().join("label4.png"), &ca, &cert);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+
+    // Daemon 1 dies: at most one print fails (503) and the server goes on
+    // with daemon 0.
+    drop(d1);
+    let failures: u32 = (5..=8).map(print).sum();
+    assert!(failures <= 1, "{failures} prints failed");
+    let status = alice.ok(&["status"]);
+    assert!(status.contains("pieces               8"), "{status}");
+    assert!(status.contains("descending register  $6.000"), "{status}");
+    drop(server);
+
+    // Restarted without daemon 1: it is reported out of service.
+    let mut server = Server::start_args(&data, None, &args);
+    assert_eq!(server.line(), "modules: 1 of 2 in service");
+    let _ = server.line();
+    let m1 = server.line();
+    assert!(
+        m1.contains("m1.sock") && m1.contains("out of service") && m1.contains("cannot reach"),
+        "{m1}"
+    );
+    relogon(&server);
+    assert_eq!(print(9), 0);
+    drop(server);
+
+    // Daemon 1 back: both serve again, the same modules as before.
+    let _d1 = Daemon::start(&dir(1), &socket(1));
+    let mut server = Server::start_args(&data, None, &args);
+    assert_eq!(server.line(), "modules: 2 of 2 in service");
+    assert_eq!(server.line(), m0);
+    let again = server.line();
+    assert!(again.ends_with(") in service"), "{again}");
+    relogon(&server);
+    for n in 10..=13 {
+        assert_eq!(print(n), 0);
+    }
+    let status = alice.ok(&["status"]);
+    assert!(status.contains("pieces               13"), "{status}");
+    assert!(status.contains("descending register  $3.500"), "{status}");
+    assert!(status.contains("control total        $10.000"), "{status}");
 }

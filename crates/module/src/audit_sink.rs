@@ -162,6 +162,66 @@ impl AuditSink for MemoryAuditSink {
     }
 }
 
+/// Entries captured from one module, `(seq, json line)`, oldest first.
+pub type Captured = std::sync::Arc<std::sync::Mutex<Vec<(u64, String)>>>;
+
+/// Takes everything captured so far.
+pub fn drain(captured: &Captured) -> Vec<(u64, String)> {
+    match captured.lock() {
+        Ok(mut v) => std::mem::take(&mut *v),
+        // A poisoned buffer still holds whole entries: take them.
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    }
+}
+
+/// A [`FileAuditSink`] that also captures what it stored: every entry goes
+/// durably to the module's own `audit.log` first, and only once that
+/// succeeded also into an in-memory buffer, from which the host takes
+/// `(seq, json line)` pairs to store elsewhere (the postal server keeps
+/// them in its database). The module pool uses it for in-process members,
+/// and `postvault module serve` to send each command's entries back with
+/// its answer.
+pub struct CaptureSink {
+    file: FileAuditSink,
+    captured: Captured,
+}
+
+impl CaptureSink {
+    /// Wraps `file`; stored entries are pushed to `captured`.
+    pub fn new(file: FileAuditSink, captured: Captured) -> Self {
+        Self { file, captured }
+    }
+
+    fn push(&self, entries: impl IntoIterator<Item = (u64, String)>) -> std::io::Result<()> {
+        self.captured
+            .lock()
+            .map_err(|_| std::io::Error::other("audit capture lock poisoned"))?
+            .extend(entries);
+        Ok(())
+    }
+}
+
+impl AuditSink for CaptureSink {
+    fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
+        self.file.append(entry)?;
+        self.push([(entry.seq, entry.to_json_line())])
+    }
+
+    fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
+        let lines: Vec<String> = entries.iter().map(AuditEntry::to_json_line).collect();
+        self.append_lines(entries, &lines)
+    }
+
+    fn append_lines(&mut self, entries: &[AuditEntry], lines: &[String]) -> std::io::Result<()> {
+        self.file.append_lines(entries, lines)?;
+        self.push(entries.iter().map(|e| e.seq).zip(lines.iter().cloned()))
+    }
+
+    fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>> {
+        self.file.last_hash()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

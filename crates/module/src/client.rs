@@ -52,6 +52,12 @@ impl From<SessionError> for ClientError {
 pub trait Transport: Send {
     /// Sends one request frame and returns the response frame.
     fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, ClientError>;
+    /// Takes the audit entries, `(seq, json line)`, that came back with the
+    /// exchanges so far (a daemon's audit trailers); an in-process module
+    /// has none to give (its host reads its audit sink).
+    fn take_audit(&mut self) -> Vec<(u64, String)> {
+        Vec::new()
+    }
 }
 
 /// A module in this process.
@@ -69,7 +75,11 @@ impl Transport for LocalTransport {
 }
 
 /// A module daemon behind a Unix socket (`postvault module serve`).
-pub struct SocketTransport(UnixStream);
+pub struct SocketTransport {
+    stream: UnixStream,
+    /// Audit entries from the daemon's trailers, not yet taken.
+    audit: Vec<(u64, String)>,
+}
 
 impl SocketTransport {
     /// Connects to the daemon's socket.
@@ -84,7 +94,10 @@ impl SocketTransport {
                 ),
             ))
         })?;
-        Ok(Self(s))
+        Ok(Self {
+            stream: s,
+            audit: Vec::new(),
+        })
     }
 }
 
@@ -118,9 +131,20 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 
 impl Transport for SocketTransport {
     fn exchange(&mut self, frame: &[u8]) -> Result<Vec<u8>, ClientError> {
-        write_frame(&mut self.0, frame)?;
-        read_frame(&mut self.0)?
-            .ok_or_else(|| ClientError::Protocol("the module closed the connection".into()))
+        let closed = || ClientError::Protocol("the module closed the connection".into());
+        write_frame(&mut self.stream, frame)?;
+        let answer = read_frame(&mut self.stream)?.ok_or_else(closed)?;
+        // Every answer is followed by its audit trailer (see `daemon`).
+        let trailer = read_frame(&mut self.stream)?.ok_or_else(closed)?;
+        let entries: Vec<(u64, String)> = serde_json::from_slice(&trailer).map_err(|e| {
+            ClientError::Protocol(format!("the module's audit trailer is malformed: {e}"))
+        })?;
+        self.audit.extend(entries);
+        Ok(answer)
+    }
+
+    fn take_audit(&mut self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.audit)
     }
 }
 
@@ -184,6 +208,13 @@ impl ModuleClient {
                 "unexpected Open Session answer".into(),
             )),
         }
+    }
+
+    /// Takes the audit entries, `(seq, json line)`, that a module daemon
+    /// sent back with the answers so far (empty for an in-process module,
+    /// whose host reads its audit sink instead).
+    pub fn take_audit(&mut self) -> Vec<(u64, String)> {
+        self.transport.take_audit()
     }
 
     /// Sends raw frame bytes and returns the raw answer (tests of the session layer).

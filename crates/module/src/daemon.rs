@@ -2,18 +2,37 @@
 //! socket. Each connection is one host; frames are length-prefixed. When a
 //! connection ends, the sessions it opened are dropped and their users
 //! logged off.
+//!
+//! Every answer frame is followed by an **audit trailer** frame: the JSON
+//! array of `[seq, json line]` pairs of the audit entries the module stored
+//! (in its own `audit.log`, durably) while it handled the request, when the
+//! module was opened with a [`Captured`] buffer; `[]` otherwise. A host
+//! that keeps the audit elsewhere (the postal server's database) takes them
+//! from there, as it does from an in-process module. The trailer is not
+//! covered by the secure session; it needs none: each entry is hash-chained
+//! to the one before and the chain is signed by the module, so the auditor
+//! detects any change (`postvault audit verify`).
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::audit_sink::{Captured, drain};
 use crate::client::{read_frame, write_frame};
 use crate::module::Module;
 use crate::session::{self, ResponseFrame};
 
 /// Binds `socket` (mode 0600) and serves `module` until the process ends.
 /// A stale socket file (nobody listening) is replaced; a live one is an error.
-pub fn serve(module: Module, socket: &Path, on_ready: impl FnOnce()) -> std::io::Result<()> {
+/// `captured` is the buffer the module's audit sink fills (a
+/// [`crate::audit_sink::CaptureSink`]); each request's entries go back in
+/// its trailer.
+pub fn serve(
+    module: Module,
+    socket: &Path,
+    captured: Option<Captured>,
+    on_ready: impl FnOnce(),
+) -> std::io::Result<()> {
     if socket.exists() {
         if UnixStream::connect(socket).is_ok() {
             return Err(std::io::Error::new(
@@ -36,16 +55,19 @@ pub fn serve(module: Module, socket: &Path, on_ready: impl FnOnce()) -> std::io:
             Err(_) => continue,
         };
         let module = Arc::clone(&module);
-        std::thread::spawn(move || serve_connection(module, conn));
+        let captured = captured.clone();
+        std::thread::spawn(move || serve_connection(module, captured, conn));
     }
     Ok(())
 }
 
-fn serve_connection(module: Arc<Mutex<Module>>, mut conn: UnixStream) {
+fn serve_connection(module: Arc<Mutex<Module>>, captured: Option<Captured>, mut conn: UnixStream) {
     let mut opened = Vec::new();
     while let Ok(Some(frame)) = read_frame(&mut conn) {
-        let answer = match module.lock() {
-            Ok(mut m) => m.handle(&frame),
+        let (answer, audit) = match module.lock() {
+            // The entries are taken under the module's lock: they are this
+            // request's (and any the module made before it on its own).
+            Ok(mut m) => (m.handle(&frame), captured.as_ref().map(drain)),
             Err(_) => break,
         };
         if let Ok(ResponseFrame::Opened { session_id, .. }) =
@@ -53,7 +75,11 @@ fn serve_connection(module: Arc<Mutex<Module>>, mut conn: UnixStream) {
         {
             opened.push(session_id);
         }
-        if write_frame(&mut conn, &answer).is_err() {
+        let trailer = match serde_json::to_vec(&audit.unwrap_or_default()) {
+            Ok(t) => t,
+            Err(_) => break,
+        };
+        if write_frame(&mut conn, &answer).is_err() || write_frame(&mut conn, &trailer).is_err() {
             break;
         }
     }

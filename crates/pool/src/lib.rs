@@ -1,16 +1,24 @@
-//! postvault-pool: the postal server's cryptographic modules, in process.
+//! postvault-pool: the postal server's cryptographic modules, in process
+//! or as module daemons.
 //!
 //! A [`Pool`] owns N modules (`crates/module`) that all hold the same Master
 //! Key Set, so any of them can serve any meter (seed 002: modules are
-//! stateless with respect to meters). It is synchronous inside, like
+//! stateless with respect to meters). By default the modules run in this
+//! process (their directories under the pool directory); with
+//! [`PoolConfig::sockets`] each member is a module daemon
+//! (`postvault module serve --dir D --socket S`) in its own process, which
+//! keeps the keys out of the server's memory: the pool only ever holds a
+//! secure session with it. It is synchronous inside, like
 //! [`ModuleClient`]; [`Pool::checkout`] is async so a tokio server can wait
 //! for a free member and then hold it exclusively across an await (it moves
 //! the [`Checkout`] into `tokio::task::spawn_blocking` and back).
 //!
 //! On disk, in the pool directory `DIR` (mode 0700):
 //!
-//! - `DIR/seal.key`: the file seal key every member's NVM is sealed with;
-//! - `DIR/m{i}/`: member `i` (its sealed NVM and its `audit.log`);
+//! - `DIR/seal.key`: the file seal key every in-process member's NVM is
+//!   sealed with (a daemon uses the seal it was started with);
+//! - `DIR/m{i}/`: in-process member `i` (its sealed NVM and its
+//!   `audit.log`; a daemon keeps these in its own directory);
 //! - `DIR/deployment.json`: the deployment's public facts and key tokens,
 //!   written last by the ceremony: its absence beside `DIR/m0` marks a
 //!   ceremony that did not finish;
@@ -25,7 +33,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod audit;
 mod ceremony;
 mod error;
 pub mod files;
@@ -38,7 +45,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use postvault_crypto::Faults;
 use postvault_crypto::password::Argon2Params;
 use postvault_crypto::rng::Rng;
-use postvault_module::audit_sink::{AUDIT_LOG_FILE, FileAuditSink};
+use postvault_module::audit_sink::{AUDIT_LOG_FILE, CaptureSink, Captured, FileAuditSink, drain};
 use postvault_module::keys::KeyToken;
 use postvault_module::psd::SealedPackage;
 use postvault_module::{
@@ -48,7 +55,6 @@ use postvault_module::{
 use postvault_seal::{SealConfig, open_provider};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::audit::{CaptureSink, Captured, drain};
 pub use crate::error::PoolError;
 use crate::files::{
     DEPLOYMENT_FILE, DeploymentFile, ModuleOperators, OPERATORS_FILE, OperatorsFile, SEAL_KEY_FILE,
@@ -77,8 +83,16 @@ pub struct PoolConfig {
     /// the one it was set up with).
     pub provider_public_key: Vec<u8>,
     /// Self-test faults per member (index `i` for member `i`; missing
-    /// entries mean none). Empty in production.
+    /// entries mean none). Empty in production. In-process members only.
     pub faults: Vec<Faults>,
+    /// Module daemons' sockets: when not empty, member `first + i` is the
+    /// daemon at `sockets[i]` (started with `postvault module serve`), and
+    /// `modules` must equal `sockets.len()`. A fresh daemon (its module
+    /// Uninitialized) is set up by the pool's ceremony like an in-process
+    /// member; the daemon's directory, seal and audit log are its own.
+    /// A daemon belongs to one pool (one server): the server keeps each
+    /// module's newest checkpoint. Empty: in-process members.
+    pub sockets: Vec<PathBuf>,
 }
 
 impl PoolConfig {
@@ -93,6 +107,7 @@ impl PoolConfig {
             clock,
             provider_public_key,
             faults: Vec::new(),
+            sockets: Vec::new(),
         }
     }
 }
@@ -122,6 +137,8 @@ pub struct MemberStatus {
     pub in_service: bool,
     /// Why it is out of service.
     pub reason: Option<String>,
+    /// The daemon's socket, for a member that is a module daemon.
+    pub socket: Option<PathBuf>,
 }
 
 /// What a call returned: the module's response and the audit entries the
@@ -134,24 +151,78 @@ pub struct Called {
     pub audit: Vec<(u64, String)>,
 }
 
+/// Where a member's module runs.
+#[derive(Clone)]
+enum Backend {
+    /// In this process.
+    Local(Arc<Mutex<Module>>),
+    /// A module daemon behind this socket.
+    Socket(PathBuf),
+}
+
+impl Backend {
+    /// Opens a new secure session with the module.
+    fn connect(&self) -> Result<ModuleClient, ClientError> {
+        match self {
+            Backend::Local(m) => ModuleClient::local(Arc::clone(m)),
+            Backend::Socket(path) => ModuleClient::socket(path),
+        }
+    }
+}
+
+/// What a module says of itself: (state, why it is in Error, module ID).
+type Probe = (ModuleState, Option<String>, Option<String>);
+
+/// Asks a module for its state and ID: directly for an in-process one,
+/// with Get Status over `client` for a daemon.
+fn probe(backend: &Backend, client: Option<&mut ModuleClient>) -> Result<Probe, String> {
+    match backend {
+        Backend::Local(m) => {
+            let g = lock(m);
+            Ok((
+                g.current_state(),
+                g.error().map(str::to_string),
+                g.module_id(),
+            ))
+        }
+        Backend::Socket(_) => {
+            let c = client.ok_or("no session with the module daemon")?;
+            let st = ceremony::status(c).map_err(|e| e.to_string())?;
+            Ok((st.current_state, st.error, st.module_id))
+        }
+    }
+}
+
+/// Moves the audit entries a daemon sent back with its answers into the
+/// member's capture buffer (an in-process module's sink fills it directly).
+fn pull_audit(client: Option<&mut ModuleClient>, captured: &Captured) {
+    if let Some(c) = client {
+        let entries = c.take_audit();
+        if !entries.is_empty() {
+            lock(captured).extend(entries);
+        }
+    }
+}
+
 /// One member: its module, a No-Role session with it, its audit capture.
 struct Member {
     index: usize,
     module_id: String,
-    module: Arc<Mutex<Module>>,
+    backend: Backend,
     /// `None` after a session failure: the next call opens a new session.
     client: Option<ModuleClient>,
     captured: Captured,
+    /// A call failed since the member was checked out: a daemon is asked
+    /// for its state before the member goes back to the pool.
+    suspect: bool,
 }
 
 impl Member {
     fn client(&mut self) -> Result<&mut ModuleClient, PoolError> {
         if self.client.is_none() {
-            let c = ModuleClient::local(Arc::clone(&self.module)).map_err(|source| {
-                PoolError::Client {
-                    module_id: self.module_id.clone(),
-                    source,
-                }
+            let c = self.backend.connect().map_err(|source| PoolError::Client {
+                module_id: self.module_id.clone(),
+                source,
             })?;
             self.client = Some(c);
         }
@@ -159,6 +230,32 @@ impl Member {
             module_id: self.module_id.clone(),
             source: ClientError::Protocol("no session".into()),
         })
+    }
+
+    /// Why the member must leave service, if it must: its module is in
+    /// Error, or (a daemon) it cannot be reached.
+    fn failed(&mut self) -> Option<String> {
+        if matches!(self.backend, Backend::Socket(_)) && !self.suspect {
+            return None;
+        }
+        self.suspect = false;
+        let backend = self.backend.clone();
+        let result = match &backend {
+            Backend::Local(_) => probe(&backend, None),
+            Backend::Socket(path) => match self.client() {
+                Ok(c) => probe(&backend, Some(c)),
+                Err(e) => Err(format!("module daemon {} unreachable: {e}", path.display())),
+            },
+        };
+        pull_audit(self.client.as_mut(), &self.captured);
+        match result {
+            Ok((ModuleState::Error, why, _)) => Some(format!(
+                "went to Error: {}",
+                why.as_deref().unwrap_or("no reason given")
+            )),
+            Ok(_) => None,
+            Err(why) => Some(why),
+        }
     }
 }
 
@@ -176,8 +273,8 @@ struct Inner {
     status: Mutex<Vec<MemberStatus>>,
     /// Audit entries not returned with a call, as (module ID, seq, line).
     backlog: Mutex<Vec<(String, u64, String)>>,
-    /// Modules out of service, kept open so nobody else opens their
-    /// directory meanwhile.
+    /// In-process modules out of service, kept open so nobody else opens
+    /// their directory meanwhile.
     retired: Mutex<Vec<Arc<Mutex<Module>>>>,
 }
 
@@ -197,7 +294,10 @@ pub struct Pool {
 /// A member while the pool opens it.
 struct Slot {
     index: usize,
-    module: Option<Arc<Mutex<Module>>>,
+    /// `None` when the module could not be opened at all.
+    backend: Option<Backend>,
+    /// Where it was to be found (for [`MemberStatus::socket`]).
+    socket: Option<PathBuf>,
     client: Option<ModuleClient>,
     captured: Captured,
     module_id: Option<String>,
@@ -206,10 +306,29 @@ struct Slot {
 }
 
 impl Slot {
-    fn state(&self) -> Option<(ModuleState, Option<String>)> {
-        let m = self.module.as_ref()?;
-        let g = lock(m);
-        Some((g.current_state(), g.error().map(str::to_string)))
+    /// The module's state, error and ID; `None` when it cannot be asked
+    /// (the reason says why).
+    fn probe(&mut self) -> Option<Probe> {
+        let backend = self.backend.as_ref()?;
+        let result = probe(backend, self.client.as_mut());
+        pull_audit(self.client.as_mut(), &self.captured);
+        match result {
+            Ok(p) => Some(p),
+            Err(why) => {
+                if self.reason.is_none() {
+                    self.reason = Some(format!("cannot get its status: {why}"));
+                }
+                None
+            }
+        }
+    }
+
+    fn state(&mut self) -> Option<(ModuleState, Option<String>)> {
+        self.probe().map(|(state, why, _)| (state, why))
+    }
+
+    fn current_id(&mut self) -> Option<String> {
+        self.probe().and_then(|(_, _, id)| id)
     }
 
     fn client(&mut self) -> Result<&mut ModuleClient, PoolError> {
@@ -249,6 +368,13 @@ impl Pool {
     pub fn open(config: PoolConfig) -> Result<Pool, PoolError> {
         if config.modules == 0 {
             return Err(PoolError::Config("a pool needs at least one module".into()));
+        }
+        if !config.sockets.is_empty() && config.sockets.len() != config.modules {
+            return Err(PoolError::Config(format!(
+                "{} module daemon sockets given for {} members: give one socket per member",
+                config.sockets.len(),
+                config.modules
+            )));
         }
         if config.provider_public_key.len() != 65 || config.provider_public_key[0] != 4 {
             return Err(PoolError::Config(
@@ -324,12 +450,13 @@ impl Pool {
         let mut ca_passwords = HashMap::new();
         let mut auditor_passwords = HashMap::new();
         for mut s in slots {
-            let module_id = s
-                .module
-                .as_ref()
-                .and_then(|m| lock(m).module_id())
-                .or(s.module_id.clone());
+            let module_id = if s.reason.is_none() {
+                s.current_id().or(s.module_id.clone())
+            } else {
+                s.module_id.clone()
+            };
             let id = module_id.clone().unwrap_or_default();
+            pull_audit(s.client.as_mut(), &s.captured);
             backlog.extend(
                 drain(&s.captured)
                     .into_iter()
@@ -355,19 +482,21 @@ impl Pool {
                 module_id: module_id.clone(),
                 in_service: s.reason.is_none(),
                 reason: s.reason.clone(),
+                socket: s.socket.clone(),
             });
-            match (s.reason, s.module, ca) {
-                (None, Some(module), Some(ca)) => {
+            match (s.reason, s.backend, ca) {
+                (None, Some(backend), Some(ca)) => {
                     ca_passwords.insert(s.index, ca);
                     idle.push_back(Member {
                         index: s.index,
                         module_id: id,
-                        module,
+                        backend,
                         client: s.client,
                         captured: s.captured,
+                        suspect: false,
                     });
                 }
-                (_, Some(module), _) => retired.push(module),
+                (_, Some(Backend::Local(module)), _) => retired.push(module),
                 _ => {}
             }
         }
@@ -483,19 +612,30 @@ fn reasons(status: &[MemberStatus]) -> String {
     }
 }
 
-/// Opens member `i`'s module and a session with it; a member that cannot
-/// be opened gets a reason instead.
+/// Opens member `i`'s module (or connects to its daemon) and a session
+/// with it; a member that cannot be opened gets a reason instead.
 fn open_slot(config: &PoolConfig, i: usize) -> Result<Slot, PoolError> {
-    let mdir = config.dir.join(format!("m{i}"));
     let captured = Captured::default();
     let mut slot = Slot {
         index: i,
-        module: None,
+        backend: None,
+        socket: None,
         client: None,
         captured: Arc::clone(&captured),
         module_id: None,
         reason: None,
     };
+    if let Some(socket) = config.sockets.get(i - config.first) {
+        let backend = Backend::Socket(socket.clone());
+        slot.socket = Some(socket.clone());
+        match backend.connect() {
+            Ok(c) => slot.client = Some(c),
+            Err(e) => slot.reason = Some(format!("cannot reach its module daemon: {e}")),
+        }
+        slot.backend = Some(backend);
+        return Ok(check_error(slot));
+    }
+    let mdir = config.dir.join(format!("m{i}"));
     let key_path = config.dir.join(SEAL_KEY_FILE);
     let seal = open_provider(
         &SealConfig::File {
@@ -521,25 +661,33 @@ fn open_slot(config: &PoolConfig, i: usize) -> Result<Slot, PoolError> {
     })();
     match opened {
         Ok(m) => {
-            let m = Arc::new(Mutex::new(m));
-            match ModuleClient::local(Arc::clone(&m)) {
+            let backend = Backend::Local(Arc::new(Mutex::new(m)));
+            match backend.connect() {
                 Ok(c) => slot.client = Some(c),
                 Err(e) => slot.reason = Some(format!("cannot open a session: {e}")),
             }
-            slot.module_id = lock(&m).module_id();
-            slot.module = Some(m);
+            slot.backend = Some(backend);
         }
         Err(why) => slot.reason = Some(format!("cannot open the module: {why}")),
     }
-    if slot.reason.is_none()
-        && let Some((ModuleState::Error, why)) = slot.state()
-    {
-        slot.reason = Some(format!(
-            "in Error: {}",
-            why.as_deref().unwrap_or("no reason given")
-        ));
+    Ok(check_error(slot))
+}
+
+/// Notes the module's ID, and takes it out of service if it is in Error.
+fn check_error(mut slot: Slot) -> Slot {
+    if slot.reason.is_some() {
+        return slot;
     }
-    Ok(slot)
+    if let Some((state, why, id)) = slot.probe() {
+        slot.module_id = id;
+        if state == ModuleState::Error {
+            slot.reason = Some(format!(
+                "in Error: {}",
+                why.as_deref().unwrap_or("no reason given")
+            ));
+        }
+    }
+    slot
 }
 
 /// The ceremony on a fresh directory: the first healthy member is the
@@ -563,6 +711,7 @@ fn ceremony_fresh(
                 module_id: None,
                 in_service: false,
                 reason: s.reason.clone(),
+                socket: s.socket.clone(),
             })
             .collect();
         return Err(PoolError::NoModule(reasons(&status)));
@@ -575,8 +724,8 @@ fn ceremony_fresh(
     )
     .map_err(|e| PoolError::Ceremony(format!("master (member {master}): {e}")))?;
     let master_ops = ModuleOperators {
-        index: master,
-        module_id: slot_id(&slots[master])?,
+        index: slots[master].index,
+        module_id: slot_id(&mut slots[master])?,
         passwords: out.passwords,
     };
     let deployment = out.deployment;
@@ -587,22 +736,22 @@ fn ceremony_fresh(
         let passwords = clone_into(slots, master, &master_ops, c, &deployment, now, rng)
             .map_err(|e| PoolError::Ceremony(format!("clone (member {c}): {e}")))?;
         operators.modules.push(ModuleOperators {
-            index: c,
-            module_id: slot_id(&slots[c])?,
+            index: slots[c].index,
+            module_id: slot_id(&mut slots[c])?,
             passwords,
         });
     }
     for s in slots.iter_mut() {
-        s.module_id = s.module.as_ref().and_then(|m| lock(m).module_id());
+        if s.reason.is_none() {
+            s.module_id = s.current_id();
+        }
     }
     Ok((deployment, operators))
 }
 
 /// Member `s`'s module ID, once initialized.
-fn slot_id(s: &Slot) -> Result<String, PoolError> {
-    s.module
-        .as_ref()
-        .and_then(|m| lock(m).module_id())
+fn slot_id(s: &mut Slot) -> Result<String, PoolError> {
+    s.current_id()
         .ok_or_else(|| PoolError::Ceremony(format!("member {} has no module ID", s.index)))
 }
 
@@ -635,10 +784,9 @@ fn check_existing(slots: &mut [Slot], operators: &OperatorsFile) {
         if s.reason.is_some() {
             continue;
         }
-        let Some((state, _)) = s.state() else {
+        let Some((state, _, id)) = s.probe() else {
             continue;
         };
-        let id = s.module.as_ref().and_then(|m| lock(m).module_id());
         let record = operators.get(s.index);
         s.reason = match (state, record, &id) {
             (ModuleState::Uninitialized, None, _) => None,
@@ -674,12 +822,17 @@ fn clone_missing(
         if !missing {
             continue;
         }
-        let source = (0..slots.len()).find(|&i| {
-            i != target
-                && slots[i].reason.is_none()
-                && matches!(slots[i].state(), Some((ModuleState::Operational, _)))
-                && operators.get(slots[i].index).is_some()
-        });
+        let mut source = None;
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if i != target
+                && slot.reason.is_none()
+                && operators.get(slot.index).is_some()
+                && matches!(slot.state(), Some((ModuleState::Operational, _)))
+            {
+                source = Some(i);
+                break;
+            }
+        }
         let Some(source) = source else {
             slots[target].reason =
                 Some("not set up, and no in-service member to clone it from".into());
@@ -689,20 +842,28 @@ fn clone_missing(
             continue;
         };
         match clone_into(slots, source, &source_ops, target, deployment, now, rng)
-            .and_then(|p| Ok((p, slot_id(&slots[target])?)))
+            .and_then(|p| Ok((p, slot_id(&mut slots[target])?)))
         {
             Ok((passwords, module_id)) => {
                 slots[target].module_id = Some(module_id.clone());
                 operators.modules.push(ModuleOperators {
-                    index: target,
+                    index: slots[target].index,
                     module_id,
                     passwords,
                 });
                 changed = true;
             }
             Err(e) => {
+                let again = match &slots[target].socket {
+                    Some(s) => format!(
+                        "reset the module of the daemon at {} to try again",
+                        s.display()
+                    ),
+                    None => format!("delete DIR/m{} to try again", slots[target].index),
+                };
                 slots[target].reason = Some(format!(
-                    "cloning it from member {source} failed: {e} (delete DIR/m{target} to try again)"
+                    "cloning it from member {} failed: {e} ({again})",
+                    slots[source].index
                 ));
             }
         }
@@ -867,7 +1028,11 @@ fn finish(
     m: &mut Member,
     result: Result<Response, ClientError>,
 ) -> Result<Called, PoolError> {
+    pull_audit(m.client.as_mut(), &m.captured);
     let audit = drain(&m.captured);
+    if result.is_err() {
+        m.suspect = true;
+    }
     match result {
         Ok(response) => Ok(Called { response, audit }),
         Err(ClientError::Module(error)) => Err(PoolError::Refused { error, audit }),
@@ -899,8 +1064,12 @@ impl Drop for Checkout {
             && c.logoff().is_err()
         {
             // A new session starts with nobody logged on.
+            pull_audit(m.client.as_mut(), &m.captured);
             m.client = None;
+            m.suspect = true;
         }
+        let error = m.failed();
+        pull_audit(m.client.as_mut(), &m.captured);
         let left = drain(&m.captured);
         if !left.is_empty() {
             lock(&self.pool.backlog).extend(
@@ -908,18 +1077,12 @@ impl Drop for Checkout {
                     .map(|(seq, line)| (m.module_id.clone(), seq, line)),
             );
         }
-        let error = {
-            let g = lock(&m.module);
-            (g.current_state() == ModuleState::Error)
-                .then(|| g.error().unwrap_or("no reason given").to_string())
-        };
         match error {
             None => {
                 lock(&self.pool.idle).push_back(m);
                 drop(permit);
             }
-            Some(why) => {
-                let reason = format!("went to Error: {why}");
+            Some(reason) => {
                 eprintln!(
                     "module pool: member {} (module {}) is out of service: {reason}",
                     m.index, m.module_id
@@ -932,7 +1095,9 @@ impl Drop for Checkout {
                     }
                     status.iter().filter(|s| s.in_service).count()
                 };
-                lock(&self.pool.retired).push(m.module);
+                if let Backend::Local(module) = m.backend {
+                    lock(&self.pool.retired).push(module);
+                }
                 if let Some(p) = permit {
                     p.forget();
                 }

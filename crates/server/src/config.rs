@@ -13,6 +13,9 @@
 //! tls_cert = "/etc/postvault/cert.pem" # both or neither; default: self-signed
 //! tls_key = "/etc/postvault/key.pem"   #   in DATA/tls/
 //! modules = 2                          # in-process modules (default: one per CPU)
+//! # module_sockets = ["/run/postvault/m0.sock", "/run/postvault/m1.sock"]
+//! #   instead of in-process modules: module daemons, one per socket
+//! #   (`postvault module serve --dir D --socket S`), set up on first start
 //! modules_dir = "/var/lib/postvault/modules" # default DATA/modules; servers
 //! module_first = 0                     #   sharing it use disjoint ranges
 //! meter_stock = 8                      # certified meters MeterGen keeps ready
@@ -69,6 +72,9 @@ pub struct ConfigFile {
     pub tls_key: Option<PathBuf>,
     /// How many modules run in process (1 to 64; default one per CPU).
     pub modules: Option<usize>,
+    /// Module daemons to use instead of in-process modules, one Unix socket
+    /// each (`postvault module serve --dir D --socket S`).
+    pub module_sockets: Option<Vec<PathBuf>>,
     /// The module pool's directory (default DATA/modules). Several servers
     /// may share one, each with its own range of members.
     pub modules_dir: Option<PathBuf>,
@@ -111,6 +117,9 @@ pub struct Overrides {
     pub listen: Option<String>,
     /// `--store URL`.
     pub store: Option<String>,
+    /// `--module-socket PATH`, repeated (replaces `module_sockets` when
+    /// not empty).
+    pub module_sockets: Vec<PathBuf>,
 }
 
 /// Paths of a configured TLS certificate chain and its key.
@@ -142,8 +151,10 @@ pub struct ServerConfig {
     /// A configured certificate; `None` means the self-signed one in
     /// `DATA/tls/`.
     pub tls: Option<TlsFiles>,
-    /// In-process modules.
+    /// Pool members: in-process modules, or as many as `module_sockets`.
     pub modules: usize,
+    /// Module daemons' sockets; empty for in-process modules.
+    pub module_sockets: Vec<PathBuf>,
     /// The module pool's directory.
     pub modules_dir: PathBuf,
     /// This server's first member of the pool directory.
@@ -168,6 +179,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &self.tls)
             .field("modules", &self.modules)
+            .field("module_sockets", &self.module_sockets)
             .field("modules_dir", &self.modules_dir)
             .field("module_first", &self.module_first)
             .field("meter_stock", &self.meter_stock)
@@ -257,9 +269,35 @@ impl ServerConfig {
                 ));
             }
         };
-        let modules = file.modules.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| n.get().min(DEFAULT_MAX_MODULES))
-        });
+        let module_sockets = if flags.module_sockets.is_empty() {
+            file.module_sockets.unwrap_or_default()
+        } else {
+            flags.module_sockets
+        };
+        if let Some(n) = file.modules
+            && !module_sockets.is_empty()
+            && n != module_sockets.len()
+        {
+            return Err(ServerError::Config(format!(
+                "modules = {n} but module_sockets names {} daemons: leave modules out (one member per socket)",
+                module_sockets.len()
+            )));
+        }
+        for (i, s) in module_sockets.iter().enumerate() {
+            if module_sockets[..i].contains(s) {
+                return Err(ServerError::Config(format!(
+                    "module_sockets names {} twice: each member needs its own daemon",
+                    s.display()
+                )));
+            }
+        }
+        let modules = if module_sockets.is_empty() {
+            file.modules.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(2, |n| n.get().min(DEFAULT_MAX_MODULES))
+            })
+        } else {
+            module_sockets.len()
+        };
         if !(1..=64).contains(&modules) {
             return Err(ServerError::Config(format!(
                 "modules = {modules}: must be 1 to 64"
@@ -281,6 +319,7 @@ impl ServerConfig {
             max_body_bytes,
             tls,
             modules,
+            module_sockets,
             modules_dir,
             module_first: file.module_first.unwrap_or(0),
             meter_stock,
@@ -325,6 +364,7 @@ mod tests {
                 data: Some("/b".into()),
                 listen: Some("127.0.0.1:0".into()),
                 store: None,
+                module_sockets: Vec::new(),
             },
         )
         .unwrap();
@@ -332,6 +372,39 @@ mod tests {
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.store_url, "sqlite:///x");
         assert_eq!(c.session_idle_timeout_secs, 60);
+    }
+
+    #[test]
+    fn module_sockets_make_the_members() {
+        let file =
+            ConfigFile::parse("module_sockets = [\"/run/a.sock\", \"/run/b.sock\"]\n").unwrap();
+        let c = ServerConfig::build(file, Overrides::default()).unwrap();
+        assert_eq!(c.modules, 2);
+        assert_eq!(
+            c.module_sockets,
+            vec![PathBuf::from("/run/a.sock"), PathBuf::from("/run/b.sock")]
+        );
+        // The command line replaces the file's list.
+        let file =
+            ConfigFile::parse("module_sockets = [\"/run/a.sock\", \"/run/b.sock\"]\n").unwrap();
+        let c = ServerConfig::build(
+            file,
+            Overrides {
+                module_sockets: vec!["/run/c.sock".into()],
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.modules, 1);
+        assert_eq!(c.module_sockets, vec![PathBuf::from("/run/c.sock")]);
+        // A count that disagrees, or a socket named twice, is refused.
+        let file = ConfigFile::parse("modules = 3\nmodule_sockets = [\"/run/a.sock\"]\n").unwrap();
+        let e = ServerConfig::build(file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("modules = 3"), "{e}");
+        let file =
+            ConfigFile::parse("module_sockets = [\"/run/a.sock\", \"/run/a.sock\"]\n").unwrap();
+        let e = ServerConfig::build(file, Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl Server {
             clock: clock.clone(),
             provider_public_key: provider.public_key.clone(),
             faults: Vec::new(),
+            sockets: config.module_sockets.clone(),
         };
         let pool = tokio::task::spawn_blocking(move || postvault_pool::Pool::open(pool_config))
             .await

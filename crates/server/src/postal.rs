@@ -83,6 +83,17 @@ pub(crate) struct Postal {
 pub(crate) fn module_error(what: &str, e: PoolError) -> ApiError {
     match e {
         PoolError::Refused { error, .. } => refusal(what, error),
+        // A module that stopped answering (a daemon that died) is taken
+        // out of service; nothing the call did was committed.
+        e @ (PoolError::Client { .. } | PoolError::NoModule(_)) => {
+            eprintln!("postvault server: {what}: {e}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{what}: a cryptographic module did not answer; nothing was recorded; try again"
+                ),
+            )
+        }
         other => ApiError::internal(what, other),
     }
 }

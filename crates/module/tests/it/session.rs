@@ -571,7 +571,7 @@ fn serve(f: &Fixture) -> std::path::PathBuf {
     let (tx, rx) = std::sync::mpsc::channel();
     let path = socket.clone();
     std::thread::spawn(move || {
-        postvault_module::daemon::serve(module, &path, move || tx.send(()).unwrap())
+        postvault_module::daemon::serve(module, &path, None, move || tx.send(()).unwrap())
             .expect("daemon serves");
     });
     rx.recv_timeout(Duration::from_secs(30))
@@ -645,7 +645,7 @@ fn daemon_round_trip_over_a_unix_socket_and_logoff_on_disconnect() {
     // A second daemon on the same live socket is refused.
     let module2_dir = Fixture::new();
     let m2 = Module::open(module2_dir.config(&Opts::default())).unwrap();
-    let err = postvault_module::daemon::serve(m2, &socket, || {}).unwrap_err();
+    let err = postvault_module::daemon::serve(m2, &socket, None, || {}).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(status(&mut other).current_state, ModuleState::Operational);
 }
