@@ -208,10 +208,17 @@ pub fn public_key_from_pem(pem: &str) -> Result<[u8; PUBLIC_KEY_LEN], CryptoErro
             "not a P-256 uncompressed SubjectPublicKeyInfo",
         ));
     }
-    let mut point = [0u8; PUBLIC_KEY_LEN];
-    point.copy_from_slice(&der[SPKI_P256_PREFIX.len()..]);
+    check_public_key(&der[SPKI_P256_PREFIX.len()..])
+}
+
+/// Checks that `point` is an uncompressed P-256 public key (65 bytes,
+/// `0x04` first) whose point lies on the curve, and returns it.
+pub fn check_public_key(point: &[u8]) -> Result<[u8; PUBLIC_KEY_LEN], CryptoError> {
+    let point: [u8; PUBLIC_KEY_LEN] = point
+        .try_into()
+        .map_err(|_| CryptoError::BadKey("a P-256 public key is 65 bytes (uncompressed)"))?;
     if point[0] != 0x04 {
-        return Err(CryptoError::Encoding("P-256 point is not uncompressed"));
+        return Err(CryptoError::BadKey("P-256 point is not uncompressed"));
     }
     ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
         .map_err(|_| CryptoError::BadKey("point is not on P-256"))?;

@@ -2094,9 +2094,11 @@ impl Module {
             check_ca_certificate(der)?;
         }
         if let Some(p) = provider
-            && (p.len() != 65 || p[0] != 4)
+            && let Err(e) = postvault_crypto::ecdsa::check_public_key(p)
         {
-            return Err(ModuleError::Invalid("the provider public key must be an uncompressed P-256 point (65 bytes starting 04)".into()));
+            return Err(ModuleError::Invalid(format!(
+                "the provider public key must be an uncompressed P-256 point on the curve (65 bytes starting 04): {e}"
+            )));
         }
         const SIGNING_ID: &str = "crypto-card/registration-signing";
         const DECRYPTION_ID: &str = "crypto-card/registration-decryption";

@@ -919,18 +919,24 @@ fn crypto_card_keys_generated_on_the_master_load_on_the_clone() {
         matches!(&e, ModuleError::Invalid(w) if w.contains("not a CA")),
         "{e:?}"
     );
-    let mut bad_provider = card(CryptoCardKeys::Generate, &ca);
-    if let Request::InitializeCryptoCard {
-        provider_public_key,
-        ..
-    } = &mut bad_provider
-    {
-        *provider_public_key = Some(vec![4; 33]);
+    // A provider key that is too short, or 65 bytes but off the curve.
+    let mut off_curve = provider.clone();
+    off_curve[64] ^= 1;
+    for key in [vec![4; 33], off_curve] {
+        let mut bad_provider = card(CryptoCardKeys::Generate, &ca);
+        if let Request::InitializeCryptoCard {
+            provider_public_key,
+            ..
+        } = &mut bad_provider
+        {
+            *provider_public_key = Some(key);
+        }
+        let e = m.ops.err("so", bad_provider);
+        assert!(
+            matches!(&e, ModuleError::Invalid(w) if w.contains("provider public key")),
+            "{e:?}"
+        );
     }
-    assert!(matches!(
-        m.ops.err("so", bad_provider),
-        ModuleError::Invalid(_)
-    ));
     assert!(!m.ops.status().keys.crypto_card);
 
     let out: CryptoCardOutput = match m.ops.run("so", card(CryptoCardKeys::Generate, &ca)) {
