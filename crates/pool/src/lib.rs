@@ -590,6 +590,17 @@ impl Pool {
     pub fn take_startup_audit(&self) -> Vec<(String, u64, String)> {
         std::mem::take(&mut *lock(&self.inner.backlog))
     }
+
+    /// Gives back audit entries, as (module ID, seq, json line), that the
+    /// caller took (from a call or [`Pool::take_startup_audit`]) but could
+    /// not store: the next [`Pool::take_startup_audit`] returns them again,
+    /// so the server's copy of each module's log has no gap.
+    pub fn return_audit(&self, entries: impl IntoIterator<Item = (String, u64, String)>) {
+        let mut backlog = lock(&self.inner.backlog);
+        let mut back: Vec<_> = entries.into_iter().collect();
+        back.append(&mut backlog);
+        *backlog = back;
+    }
 }
 
 /// "member i: why; ..." for every member out of service.

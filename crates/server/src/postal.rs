@@ -388,6 +388,12 @@ fn backlog(pool: &Pool) -> Vec<AuditRecord> {
         .collect()
 }
 
+/// Audit entries that could not be stored go back to the pool, to be
+/// stored with the next commit.
+fn give_back(pool: &Pool, records: Vec<AuditRecord>) {
+    pool.return_audit(records.into_iter().map(|a| (a.module_id, a.seq, a.line)));
+}
+
 fn commit_is_empty(c: &Commit) -> bool {
     c.meters.is_empty()
         && c.checkpoint.is_none()
@@ -478,10 +484,16 @@ impl Postal {
         commit.audit.extend(backlog(&self.pool));
         if commit_is_empty(&commit) {
             let _ = tx.rollback().await;
-        } else if let Err(e) = tx.commit(commit).await {
-            // The module moved on; its next use recovers (see Job::call).
-            drop(co);
-            return Err(store_error("committing a meter transaction", e));
+        } else {
+            // Kept to be given back if the commit fails: the entries are
+            // in the module's log and must reach the store's copy too.
+            let audit = commit.audit.clone();
+            if let Err(e) = tx.commit(commit).await {
+                // The module moved on; its next use recovers (see Job::call).
+                give_back(&self.pool, audit);
+                drop(co);
+                return Err(store_error("committing a meter transaction", e));
+            }
         }
         if let Some(cp) = new_checkpoint {
             // Recorded before the module is given back, so the next job on
@@ -534,11 +546,11 @@ impl Postal {
         // may be waiting for this module (see the lock order above). The
         // entries are in the module's own log already.
         drop(co);
-        if !records.is_empty() {
-            self.store
-                .append_audit(&records)
-                .await
-                .map_err(|e| store_error("storing audit entries", e))?;
+        if !records.is_empty()
+            && let Err(e) = self.store.append_audit(&records).await
+        {
+            give_back(&self.pool, records);
+            return Err(store_error("storing audit entries", e));
         }
         response
     }

@@ -381,3 +381,21 @@ fn two_pools_share_one_directory_with_disjoint_ranges() {
     let e = Pool::open(cc).err().unwrap();
     assert!(e.to_string().contains("in use"), "{e}");
 }
+
+#[test]
+fn audit_entries_given_back_are_taken_again_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::open(config(dir.path(), 1)).unwrap();
+    let startup = pool.take_startup_audit();
+    assert!(!startup.is_empty(), "the ceremony is audited");
+    assert!(pool.take_startup_audit().is_empty());
+    // A store that could not keep them gives them back; what is given
+    // back comes out before what the pool held already.
+    pool.return_audit(startup.clone());
+    let later = ("other".to_string(), 99, "{}".to_string());
+    pool.return_audit([later.clone()]);
+    let again = pool.take_startup_audit();
+    assert_eq!(again.len(), startup.len() + 1);
+    assert_eq!(again[0], later);
+    assert_eq!(&again[1..], &startup[..]);
+}
