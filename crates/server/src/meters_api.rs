@@ -10,8 +10,9 @@
 //! an unknown one.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use postvault_module::psd::{
     DeviceId, HpkeSealed, IndiciumRequest, MAX_DESCENDING_CAP, MAX_POSTAGE_MILLS,
     MIN_POSTAGE_MILLS, ProviderCommand, ProviderMessage, PsdStatus,
@@ -41,6 +42,28 @@ fn not_found(device_id: &str) -> ApiError {
         StatusCode::NOT_FOUND,
         format!("no meter {device_id:?} in this account: GET /v1/meters lists yours"),
     )
+}
+
+/// A device ID from the URL path, in its stored form
+/// (`0042-0001-00000017`; `42-1-17` names the same meter). One that does
+/// not parse is a 404 that says why.
+pub(crate) struct DevicePath(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for DevicePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        match text.parse::<postvault_indicium::DeviceId>() {
+            Ok(id) => Ok(DevicePath(id.to_string())),
+            Err(e) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no meter {text:?}: not a device ID ({e}); GET /v1/meters lists yours"),
+            )),
+        }
+    }
 }
 
 /// The meter, if it exists and `auth`'s account owns it.
@@ -127,7 +150,7 @@ pub(crate) async fn deployment(State(st): State<St>) -> Json<Value> {
 
 pub(crate) async fn certificate(
     State(st): State<St>,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
 ) -> Result<Json<Value>, ApiError> {
     let m = st
         .store
@@ -202,7 +225,7 @@ pub(crate) struct Registration {
 pub(crate) async fn register(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
     ApiJson(req): ApiJson<Registration>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let m = own_meter(&st, &auth, &device_id).await?;
@@ -305,7 +328,7 @@ pub(crate) async fn list_meters(
 pub(crate) async fn get_meter(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
 ) -> Result<Json<Value>, ApiError> {
     let m = own_meter(&st, &auth, &device_id).await?;
     let s = status_of(&st, &device_id).await?;
@@ -321,7 +344,7 @@ pub(crate) struct Purchase {
 pub(crate) async fn purchase(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
     ApiJson(req): ApiJson<Purchase>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     own_meter(&st, &auth, &device_id).await?;
@@ -446,7 +469,7 @@ fn printed_json(device_id: &str, p: &crate::printer::Printed) -> Value {
 pub(crate) async fn print(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
     ApiJson(body): ApiJson<PrintBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     own_meter(&st, &auth, &device_id).await?;
@@ -478,7 +501,7 @@ pub(crate) async fn print(
 pub(crate) async fn correction(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
     ApiJson(body): ApiJson<PrintBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     own_meter(&st, &auth, &device_id).await?;
@@ -530,7 +553,7 @@ pub(crate) async fn correction(
 pub(crate) async fn refund(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
     ApiJson(Empty {}): ApiJson<Empty>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     own_meter(&st, &auth, &device_id).await?;
@@ -576,7 +599,7 @@ pub(crate) async fn refund(
 pub(crate) async fn history(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
 ) -> Result<Json<Value>, ApiError> {
     own_meter(&st, &auth, &device_id).await?;
     let ledger = st
@@ -605,7 +628,7 @@ pub(crate) async fn history(
 pub(crate) async fn money(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
 ) -> Result<Json<Value>, ApiError> {
     own_meter(&st, &auth, &device_id).await?;
     let rows = st
@@ -651,7 +674,7 @@ async fn any_meter(st: &St, device_id: &str) -> Result<Meter, ApiError> {
 pub(crate) async fn provider_meter(
     State(st): State<St>,
     auth: Authed,
-    Path(device_id): Path<String>,
+    DevicePath(device_id): DevicePath,
 ) -> Result<Json<Value>, ApiError> {
     provider_only(&auth)?;
     let m = any_meter(&st, &device_id).await?;

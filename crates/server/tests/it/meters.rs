@@ -78,25 +78,58 @@ fn unknown_meter_is_404_on_every_route() {
         let c = fx.customer().await;
         let m = fx.funded(&c, 10_000).await;
         let before = fx.snapshot(&c, &m.id).await;
-        for id in ["0042-0001-09999999", "42-1-999999", "nope", "0"] {
+        // Well-formed IDs are named in their stored form ("42-1-999999" is
+        // "0042-0001-00999999"); malformed ones say why.
+        for (id, needles, certificate) in [
+            (
+                "0042-0001-09999999",
+                vec!["no meter \"0042-0001-09999999\" in this account"],
+                "no certified meter \"0042-0001-09999999\"",
+            ),
+            (
+                "42-1-999999",
+                vec!["no meter \"0042-0001-00999999\" in this account"],
+                "no certified meter \"0042-0001-00999999\"",
+            ),
+            (
+                "nope",
+                vec!["no meter \"nope\": not a device ID", "3 groups"],
+                "no meter \"nope\": not a device ID",
+            ),
+            (
+                "0",
+                vec!["no meter \"0\": not a device ID"],
+                "no meter \"0\": not a device ID",
+            ),
+        ] {
             let reg = registration_body(&c, id).await;
             for (method, path, body) in meter_routes(id, &m, &reg) {
                 let a = fx.json(method, &path, Some(&c.token), &body).await;
-                assert_refused(
-                    &a,
-                    404,
-                    &[
-                        &format!("no meter {id:?} in this account"),
-                        "GET /v1/meters",
-                    ],
-                );
+                let mut all = needles.clone();
+                all.push("GET /v1/meters");
+                assert_refused(&a, 404, &all);
             }
             let a = fx
                 .json("GET", &format!("/v1/certificates/{id}"), None, &json!({}))
                 .await;
-            assert_refused(&a, 404, &[&format!("no certified meter {id:?}")]);
+            assert_refused(&a, 404, &[certificate]);
         }
         assert_eq!(fx.snapshot(&c, &m.id).await, before);
+
+        // The short form of an owned meter's ID names that meter.
+        let d: postvault_indicium::DeviceId = m.id.parse().unwrap();
+        let short = format!("{}-{}-{}", d.vendor, d.model, d.serial);
+        assert_ne!(short, m.id);
+        let a = fx
+            .json(
+                "GET",
+                &format!("/v1/meters/{short}"),
+                Some(&c.token),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(a.0, 200, "{:?}", a.1);
+        assert_eq!(a.1["device_id"], json!(m.id));
     });
 }
 
