@@ -135,6 +135,12 @@ async fn demo(out: &Path, store: Option<String>) -> Result<ExitCode> {
             .with_context(|| format!("the audit log {}", log_path.display()))?;
         let report = postvault_audit::verify_chain(&entries, &key)
             .map_err(|e| anyhow!("the audit log of module {id} does not verify: {e}"))?;
+        if report.unsigned_tail > 0 {
+            bail!(
+                "the audit log of module {id} ends with {} unsigned entries (Export Audit Key should have closed it with a signed one)",
+                report.unsigned_tail
+            );
+        }
         write(&audit_dir, &format!("{id}.log"), text.as_bytes())?;
         write(
             &audit_dir,

@@ -624,6 +624,21 @@ async fn scenario(store: Option<String>) {
     let (s, _) = call(&c, M::POST, p.url("/v1/sessions"), None, creds("dave", PW)).await;
     assert_eq!(s, StatusCode::LOCKED, "still locked after the restart");
     p.stop();
+
+    // A clean stop leaves every module's audit log signed to its end.
+    let mut logs = 0;
+    for member in std::fs::read_dir(data.join("modules")).unwrap() {
+        let log = member.unwrap().path().join("audit.log");
+        if !log.exists() {
+            continue;
+        }
+        let entries = postvault_audit::parse_log(&std::fs::read_to_string(&log).unwrap()).unwrap();
+        let last = entries.last().unwrap();
+        assert!(last.signature.is_some(), "{}: {last:?}", log.display());
+        assert_eq!(last.command, "CreateAuditEntry", "{last:?}");
+        logs += 1;
+    }
+    assert!(logs >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1004,8 +1004,10 @@ impl Checkout {
 
 impl Checkout {
     /// Export Audit Key: logs on as this member's Auditor, asks for the
-    /// audit verification key (ECDSA P-256, 65 bytes), logs off. The audit
-    /// entries of the three commands come back with it.
+    /// audit verification key (ECDSA P-256, 65 bytes), logs off, and has
+    /// the module write one more entry, signed, so that the log an auditor
+    /// checks with that key is signed to its end (no unsigned tail). The
+    /// audit entries of the four commands come back with it.
     pub fn export_audit_key(&mut self) -> Result<Called, PoolError> {
         let pool = Arc::clone(&self.pool);
         let m = self.member()?;
@@ -1026,7 +1028,14 @@ impl Checkout {
                 let key = client.run(&Request::ExportAuditKey);
                 let off = client.logoff();
                 let key = key?;
-                off.map(|()| key)
+                off?;
+                client.run(&Request::CreateAuditEntry {
+                    note:
+                        "audit key exported; this entry is signed so that the log verifies to here"
+                            .into(),
+                    sign: true,
+                })?;
+                Ok(key)
             });
         finish(&pool, m, result)
     }

@@ -624,6 +624,7 @@ mod tests {
             model: crate::postal::MODEL,
             meter_stock: 1,
             metergen: tokio::sync::Mutex::new(()),
+            closing: Default::default(),
             committed: Default::default(),
         });
         let printer = crate::printer::start(postal.clone(), 1);

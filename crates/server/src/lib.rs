@@ -133,6 +133,7 @@ impl Server {
             model: postal::MODEL,
             meter_stock: config.meter_stock,
             metergen: tokio::sync::Mutex::new(()),
+            closing: Default::default(),
             committed: Default::default(),
         });
         let notes = postal
@@ -161,6 +162,7 @@ impl Server {
             postal,
             printer,
         });
+        let shutdown_postal = state.postal.clone();
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -189,6 +191,7 @@ impl Server {
             stop: stop_tx,
             task,
             sweeper,
+            postal: shutdown_postal,
         })
     }
 }
@@ -205,6 +208,7 @@ pub struct RunningServer {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    postal: Arc<postal::Postal>,
 }
 
 impl RunningServer {
@@ -294,13 +298,22 @@ impl RunningServer {
 
     /// Stops accepting connections, lets requests in flight finish (up to
     /// a grace period) and returns.
+    ///
+    /// Then MeterGen stops, and every module in service writes one more
+    /// audit entry, signed, so that each module's log is signed to its end
+    /// when the server stops cleanly (an auditor then finds no unsigned
+    /// tail); those entries are stored like any other.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         let served = self.task.await;
         let swept = self.sweeper.await;
         served
             .and(swept)
-            .map_err(|e| ServerError::Task(e.to_string()))
+            .map_err(|e| ServerError::Task(e.to_string()))?;
+        self.postal
+            .sign_audit_logs("the postal server stopped")
+            .await
+            .map_err(|e| ServerError::Setup(format!("signing the audit logs: {}", e.message())))
     }
 
     /// Serves until ctrl-c or SIGTERM, then shuts down gracefully.

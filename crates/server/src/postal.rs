@@ -72,6 +72,8 @@ pub(crate) struct Postal {
     pub(crate) meter_stock: u64,
     /// One MeterGen run at a time in this process.
     pub(crate) metergen: tokio::sync::Mutex<()>,
+    /// Set when the server stops: MeterGen makes no more meters.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
     /// Each module's checkpoint as this process last committed it to the
     /// module table (a module is used by one process only). See
     /// [`Postal::meter_job`].
@@ -678,6 +680,63 @@ impl Postal {
         }
     }
 
+    /// Stops MeterGen (waiting for a meter it is making), then has every
+    /// module in service, all held at once, write a signed audit entry
+    /// with `note`, and stores those entries: each module's log is then
+    /// signed to its end.
+    pub(crate) async fn sign_audit_logs(&self, note: &str) -> Result<(), ApiError> {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _metergen = self.metergen.lock().await;
+        let mut held = Vec::new();
+        for _ in 0..self.pool.in_service() {
+            held.push(
+                self.pool
+                    .checkout()
+                    .await
+                    .map_err(|e| module_error("checking out a module", e))?,
+            );
+        }
+        let req = Request::CreateAuditEntry {
+            note: note.to_string(),
+            sign: true,
+        };
+        let (held, results) = tokio::task::spawn_blocking(move || {
+            let mut held = held;
+            let results: Vec<_> = held
+                .iter_mut()
+                .map(|co| (co.module_id().to_string(), co.call(&req)))
+                .collect();
+            (held, results)
+        })
+        .await
+        .map_err(|e| ApiError::internal("a module task", e))?;
+        let mut records = Vec::new();
+        let mut failed = None;
+        for (module_id, result) in results {
+            match result {
+                Ok(called) => {
+                    records.extend(called.audit.into_iter().map(|(seq, line)| AuditRecord {
+                        module_id: module_id.clone(),
+                        seq,
+                        line,
+                    }))
+                }
+                Err(e) => failed = Some(module_error("Create Audit Entry", e)),
+            }
+        }
+        records.extend(backlog(&self.pool));
+        // Modules back first: see the lock order above.
+        drop(held);
+        if !records.is_empty()
+            && let Err(e) = self.store.append_audit(&records).await
+        {
+            give_back(&self.pool, records);
+            return Err(store_error("storing audit entries", e));
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
     /// MeterGen: makes certified meters (Initialize PSD, Issue PSD
     /// Certificate by the module's CA, Authorize PSD) until `meter_stock`
     /// of them wait for customers. Returns how many it made.
@@ -685,6 +744,9 @@ impl Postal {
         let _one = self.metergen.lock().await;
         let mut made = 0;
         loop {
+            if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Ok(made);
+            }
             let free = self
                 .store
                 .count_meters(Some(STOCK_STATE))

@@ -323,6 +323,12 @@ fn the_auditor_exports_a_key_that_verifies_each_members_log() {
         let entries = postvault_audit::parse_log(&text).unwrap();
         let report = postvault_audit::verify_chain(&entries, &key).unwrap();
         assert_eq!(report.entries, entries.len());
+        // Signed to its end: the export closes with a signed entry.
+        assert_eq!(report.unsigned_tail, 0, "{report:?}");
+        assert_eq!(
+            called.audit.last().map(|(seq, _)| *seq),
+            Some(report.last_seq)
+        );
         verified += 1;
     }
     assert_eq!(verified, 2);
