@@ -49,6 +49,10 @@ pub(crate) struct AppState {
     pub(crate) postal: Arc<crate::postal::Postal>,
     /// The printers' queue (group commit).
     pub(crate) printer: tokio::sync::mpsc::Sender<crate::printer::PrintJob>,
+    /// Meters' owners already read (device ID -> login): a meter's owner
+    /// is set once, when it is reserved, and never changes, so prints need
+    /// not read the meter again to check it (see `meters_api::check_owner`).
+    pub(crate) owners: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// How many Argon2id computations may run at once.
@@ -349,9 +353,9 @@ impl FromRequestParts<St> for Authed {
             return Err(ApiError::unauthorized(BAD_TOKEN));
         }
         let token_hash = postvault_crypto::hash::sha256(&[&bytes]);
-        let session = st
+        let (session, account) = st
             .store
-            .get_session(&token_hash)
+            .get_session_account(&token_hash)
             .await
             .map_err(|e| ApiError::store("reading a session", e))?
             .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))?;
@@ -363,12 +367,6 @@ impl FromRequestParts<St> for Authed {
                 .map_err(|e| ApiError::store("deleting an expired session", e))?;
             return Err(ApiError::unauthorized(EXPIRED));
         }
-        let account = st
-            .store
-            .get_account(&session.login)
-            .await
-            .map_err(|e| ApiError::store("reading an account", e))?
-            .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))?;
         if account.locked {
             return Err(ApiError::new(StatusCode::LOCKED, LOCKED));
         }
@@ -639,6 +637,7 @@ mod tests {
             max_body_bytes: 64 * 1024,
             argon2: Argon2Params::TEST,
             argon2_slots: argon2_slots(),
+            owners: Default::default(),
         }))
     }
 

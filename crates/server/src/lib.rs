@@ -161,6 +161,7 @@ impl Server {
             argon2_slots: api::argon2_slots(),
             postal,
             printer,
+            owners: Default::default(),
         });
         let shutdown_postal = state.postal.clone();
         let listener =

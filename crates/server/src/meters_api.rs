@@ -66,6 +66,35 @@ impl<S: Send + Sync> FromRequestParts<S> for DevicePath {
     }
 }
 
+/// The most owners `check_owner` remembers before it starts afresh.
+const OWNERS_KEPT: usize = 1 << 16;
+
+/// Refuses, as [`own_meter`] does, a meter that `auth`'s account does not
+/// own; for a meter it has seen before it answers from memory (a meter's
+/// owner is set once, when it is reserved, and never changes), so a busy
+/// customer's prints do not read the meter's row each time.
+async fn check_owner(st: &St, auth: &Authed, device_id: &str) -> Result<(), ApiError> {
+    let login = auth.account.login.as_str();
+    let known = st
+        .owners
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(device_id)
+        .map(|owner| owner == login);
+    match known {
+        Some(true) => return Ok(()),
+        Some(false) => return Err(not_found(device_id)),
+        None => {}
+    }
+    own_meter(st, auth, device_id).await?;
+    let mut owners = st.owners.lock().unwrap_or_else(|p| p.into_inner());
+    if owners.len() >= OWNERS_KEPT {
+        owners.clear();
+    }
+    owners.insert(device_id.to_string(), login.to_string());
+    Ok(())
+}
+
 /// The meter, if it exists and `auth`'s account owns it.
 async fn own_meter(st: &St, auth: &Authed, device_id: &str) -> Result<Meter, ApiError> {
     let m = st
@@ -472,7 +501,7 @@ pub(crate) async fn print(
     DevicePath(device_id): DevicePath,
     ApiJson(body): ApiJson<PrintBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    own_meter(&st, &auth, &device_id).await?;
+    check_owner(&st, &auth, &device_id).await?;
     let request = body.request(&device_id)?;
     if &request.category == b"CORR" || &request.category == b"RFND" {
         return Err(ApiError::new(
@@ -504,7 +533,7 @@ pub(crate) async fn correction(
     DevicePath(device_id): DevicePath,
     ApiJson(body): ApiJson<PrintBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    own_meter(&st, &auth, &device_id).await?;
+    check_owner(&st, &auth, &device_id).await?;
     let request = body.request(&device_id)?;
     if &request.category != b"CORR" {
         return Err(ApiError::new(

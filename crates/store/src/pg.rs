@@ -896,6 +896,33 @@ impl Store for PgStore {
             .transpose()
     }
 
+    async fn get_session_account(&self, token_hash: &[u8]) -> Result<Option<(Session, Account)>> {
+        let c = self.inner.get().await?;
+        let client = c.client()?;
+        let Some(session) = client
+            .query_opt(
+                "SELECT token_hash, login, created, last_active FROM sessions WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .await?
+            .as_ref()
+            .map(session_from)
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let account = client
+            .query_opt(
+                &format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE login = $1"),
+                &[&session.login],
+            )
+            .await?
+            .as_ref()
+            .map(account_from)
+            .transpose()?;
+        Ok(account.map(|a| (session, a)))
+    }
+
     async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<bool> {
         let c = self.inner.get().await?;
         Ok(c.client()?

@@ -375,6 +375,22 @@ fn lock_blocking(inner: Arc<Inner>, ids: Vec<String>, nowait: bool) -> Result<Sq
     }
 }
 
+/// The session with this token hash, on a blocking thread.
+fn session_blocking(c: &Connection, token_hash: &[u8]) -> Result<Option<Session>> {
+    Ok(c.prepare_cached(
+        "SELECT token_hash, login, created, last_active FROM sessions WHERE token_hash = ?1",
+    )?
+    .query_row([token_hash], |r| {
+        Ok(Session {
+            token_hash: r.get(0)?,
+            login: r.get(1)?,
+            created: r.get(2)?,
+            last_active: r.get(3)?,
+        })
+    })
+    .optional()?)
+}
+
 fn write_commit(conn: &Connection, c: &Commit) -> Result<()> {
     {
         let mut st = conn.prepare_cached(
@@ -885,19 +901,25 @@ impl Store for SqliteStore {
 
     async fn get_session(&self, token_hash: &[u8]) -> Result<Option<Session>> {
         let h = token_hash.to_vec();
+        self.run(move |c| session_blocking(c, &h)).await
+    }
+
+    async fn get_session_account(&self, token_hash: &[u8]) -> Result<Option<(Session, Account)>> {
+        let h = token_hash.to_vec();
+        // Both reads in one trip to the blocking pool, on one connection.
         self.run(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT token_hash, login, created, last_active FROM sessions WHERE token_hash = ?1",
-            )?
-            .query_row([h], |r| {
-                Ok(Session {
-                    token_hash: r.get(0)?,
-                    login: r.get(1)?,
-                    created: r.get(2)?,
-                    last_active: r.get(3)?,
-                })
-            })
-            .optional()?)
+            let Some(session) = session_blocking(c, &h)? else {
+                return Ok(None);
+            };
+            let account = c
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM accounts WHERE login = ?1"
+                ))?
+                .query_row([&session.login], account_row)
+                .optional()?
+                .map(account_from)
+                .transpose()?;
+            Ok(account.map(|a| (session, a)))
         })
         .await
     }

@@ -116,6 +116,10 @@ pub trait Store: Send + Sync {
     /// The session with this token hash, if any.
     async fn get_session(&self, token_hash: &[u8]) -> Result<Option<Session>>;
 
+    /// The session with this token hash and its account, if both exist,
+    /// read together (every authenticated request needs both).
+    async fn get_session_account(&self, token_hash: &[u8]) -> Result<Option<(Session, Account)>>;
+
     /// Sets a session's last activity; false if there is no such session.
     async fn touch_session(&self, token_hash: &[u8], now: i64) -> Result<bool>;
 

@@ -156,6 +156,17 @@ fn another_customers_meter_is_404_on_every_route() {
         assert_eq!(fx.snapshot(&owner, &reserved).await, before_reserved);
         // The owner's challenge was not used up.
         m.print(&owner, 680).await;
+        // With the owner's print behind it (the server now knows the
+        // meter's owner without reading it), the other customer is still
+        // refused everywhere, and nothing changes.
+        let before = fx.snapshot(&owner, &m.id).await;
+        let reg = registration_body(&other, &m.id).await;
+        for (method, path, body) in meter_routes(&m.id, &m, &reg) {
+            let a = fx.json(method, &path, Some(&other.token), &body).await;
+            assert_refused(&a, 404, &[&format!("no meter {:?} in this account", m.id)]);
+        }
+        assert_eq!(fx.snapshot(&owner, &m.id).await, before);
+        m.print(&owner, 680).await;
     });
 }
 

@@ -256,6 +256,11 @@ pub async fn sessions_round_trip(b: Backend) {
     s.create_session(&old).await.unwrap();
     s.create_session(&new).await.unwrap();
     assert_eq!(s.get_session(&[1; 32]).await.unwrap(), Some(old.clone()));
+    // Read with its account in one go.
+    let (got, acct) = s.get_session_account(&[2; 32]).await.unwrap().unwrap();
+    assert_eq!(got, new);
+    assert_eq!(acct, s.get_account("alice").await.unwrap().unwrap());
+    assert_eq!(s.get_session_account(&[9; 32]).await.unwrap(), None);
     assert!(matches!(
         s.create_session(&old).await,
         Err(StoreError::Duplicate { .. })
@@ -274,6 +279,7 @@ pub async fn sessions_round_trip(b: Backend) {
     assert!(s.delete_session(&[2; 32]).await.unwrap());
     assert!(!s.delete_session(&[2; 32]).await.unwrap());
     assert_eq!(s.get_session(&[2; 32]).await.unwrap(), None);
+    assert_eq!(s.get_session_account(&[2; 32]).await.unwrap(), None);
 }
 
 /// Two meters of alice's and one module, for the commit tests.
