@@ -1,6 +1,6 @@
 //! Byte fields as lowercase hex in human-readable formats (the JSON files
 //! operators carry between modules), as plain bytes on the wire.
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserializer, Serializer};
 
 /// `Vec<u8>`.
 pub mod vec {
@@ -9,7 +9,12 @@ pub mod vec {
     /// Serializes bytes.
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(&hex::encode(v))
+            // Into a buffer of the right size in one pass (sealed packages
+            // are encoded for the database at every print).
+            let mut text = vec![0u8; 2 * v.len()];
+            hex::encode_to_slice(v, &mut text).map_err(serde::ser::Error::custom)?;
+            let text = String::from_utf8(text).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(&text)
         } else {
             s.serialize_bytes(v)
         }
@@ -18,10 +23,29 @@ pub mod vec {
     /// Deserializes bytes.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         if d.is_human_readable() {
-            let s = String::deserialize(d)?;
-            hex::decode(s).map_err(serde::de::Error::custom)
+            d.deserialize_str(HexText)
         } else {
             serde_bytes_vec(d)
+        }
+    }
+
+    /// Decodes hex text straight from the deserializer's string, borrowed
+    /// or not (no copy of the text; sealed packages are read from the
+    /// database for every batch of prints).
+    struct HexText;
+
+    impl serde::de::Visitor<'_> for HexText {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string of hex digits")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<u8>, E> {
+            if !s.len().is_multiple_of(2) {
+                return Err(E::custom(hex::FromHexError::OddLength));
+            }
+            let mut out = vec![0u8; s.len() / 2];
+            hex::decode_to_slice(s.as_bytes(), &mut out).map_err(E::custom)?;
+            Ok(out)
         }
     }
 
@@ -101,5 +125,49 @@ pub mod array32 {
         vec::deserialize(d)?
             .try_into()
             .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct T {
+        #[serde(with = "super::vec")]
+        v: Vec<u8>,
+        #[serde(with = "super::array16")]
+        a: [u8; 16],
+    }
+
+    #[test]
+    fn hex_in_json_bytes_in_postcard() {
+        let t = T {
+            v: (0..=255).collect(),
+            a: [0xab; 16],
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains("\"000102"), "{json}");
+        assert!(json.contains("fdfeff\""), "{json}");
+        assert!(json.contains(&"ab".repeat(16)), "{json}");
+        assert_eq!(serde_json::from_str::<T>(&json).unwrap(), t);
+        // Upper case is read too; escapes in the string are resolved first.
+        let upper = json.replace("fdfeff", "FDFEFF");
+        assert_eq!(serde_json::from_str::<T>(&upper).unwrap(), t);
+        let escaped = json.replace("\"000102", "\"\\u0030\\u00300102");
+        assert_eq!(serde_json::from_str::<T>(&escaped).unwrap(), t);
+        let bin = postcard::to_allocvec(&t).unwrap();
+        assert_eq!(postcard::from_bytes::<T>(&bin).unwrap(), t);
+        // Odd length, a non-hex digit and a wrong array length are refused.
+        for bad in [
+            r#"{"v":"abc","a":"abababababababababababababababab"}"#,
+            r#"{"v":"zz","a":"abababababababababababababababab"}"#,
+            r#"{"v":"","a":"abab"}"#,
+            r#"{"v":12,"a":"abababababababababababababababab"}"#,
+        ] {
+            assert!(serde_json::from_str::<T>(bad).is_err(), "{bad}");
+        }
+        let ok = r#"{"v":"","a":"abababababababababababababababab"}"#;
+        assert_eq!(serde_json::from_str::<T>(ok).unwrap().v, Vec::<u8>::new());
     }
 }
