@@ -212,8 +212,9 @@ struct Member {
     /// `None` after a session failure: the next call opens a new session.
     client: Option<ModuleClient>,
     captured: Captured,
-    /// A call failed since the member was checked out: a daemon is asked
-    /// for its state before the member goes back to the pool.
+    /// A call failed, or was one that may change the module's state, since
+    /// the member was checked out: a daemon is asked for its state before
+    /// the member goes back to the pool.
     suspect: bool,
 }
 
@@ -957,6 +958,18 @@ impl Checkout {
         let pool = Arc::clone(&self.pool);
         let m = self.member()?;
         let result = m.client()?.run(req);
+        // A successful command can also leave the module in Error
+        // (Zeroize): only the PSD commands of the print path cannot.
+        if !matches!(
+            req,
+            Request::CreateIndicia { .. }
+                | Request::CreateIndicium { .. }
+                | Request::CreateCorrectionIndicium { .. }
+                | Request::RetrievePsdStatus { .. }
+                | Request::GetStatus
+        ) {
+            m.suspect = true;
+        }
         let called = finish(&pool, m, result);
         match req {
             Request::Logon { .. } if called.is_ok() => self.logged_on = true,

@@ -222,3 +222,51 @@ fn unreachable_or_failed_daemons_are_out_of_service_and_a_missing_one_is_set_up_
     assert!(matches!(e, PoolError::Config(_)), "{e}");
     assert!(e.to_string().contains("one socket per member"), "{e}");
 }
+
+#[test]
+fn a_daemon_whose_module_goes_to_error_is_taken_out_of_service() {
+    let work = tempfile::tempdir().unwrap();
+    let pool_dir = work.path().join("pool");
+    let sockets: Vec<PathBuf> = (0..2)
+        .map(|i| work.path().join(format!("m{i}.sock")))
+        .collect();
+    for (i, s) in sockets.iter().enumerate() {
+        daemon(&work.path().join(format!("d{i}")), s, Faults::none());
+    }
+    let pool = Pool::open(daemon_config(&pool_dir, &sockets)).unwrap();
+    let mut m = pool.try_checkout().unwrap();
+    let gone = m.index();
+    // The member's Security Officer zeroizes its module (a command that
+    // succeeds and leaves the module in Error).
+    let ops: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pool_dir.join("operators.json")).unwrap())
+            .unwrap();
+    let record = ops["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["index"] == gone)
+        .unwrap();
+    let password = record["passwords"]["so"].as_str().unwrap();
+    m.call(&Request::Logon {
+        user_id: "so".into(),
+        password: postvault_module::Password::new(password),
+    })
+    .unwrap();
+    m.call(&Request::Zeroize).unwrap();
+    drop(m);
+    assert_eq!(pool.in_service(), 1);
+    let st = &pool.status()[gone];
+    assert!(!st.in_service);
+    assert!(st.reason.as_deref().unwrap().contains("Error"), "{st:?}");
+    // The other daemon serves on.
+    for _ in 0..3 {
+        let mut m = pool.try_checkout().unwrap();
+        assert_ne!(m.index(), gone);
+        let mut seen = Seen::default();
+        assert_eq!(
+            status(&mut m, &mut seen).current_state,
+            ModuleState::Operational
+        );
+    }
+}
