@@ -61,6 +61,10 @@ pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 /// signed by the old key. Entries after it are verified with the new key.
 pub const ROTATE_KEY_COMMAND: &str = "CreateAuditKey";
 
+/// Room in a JSON line for the field names, punctuation, hashes, states,
+/// user, numbers and signature of an entry ([`AuditEntry::to_json_line`]).
+const JSON_LINE_OVERHEAD: usize = 512;
+
 /// One entry of a module's audit chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,7 +103,10 @@ mod hex_array {
     //! Serde helper: a 32-byte array as lowercase hex.
     use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(v))
+        // On the stack: one entry per piece is written, each with a hash.
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(v, &mut buf).expect("64 hex digits for 32 bytes");
+        s.serialize_str(std::str::from_utf8(&buf).expect("hex digits are ASCII"))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
@@ -240,7 +247,21 @@ impl AuditEntry {
     pub fn to_json_line(&self) -> String {
         // Serializing a struct of strings, integers and a string-keyed map to a
         // String cannot fail.
-        serde_json::to_string(self).expect("an audit entry always serializes to JSON")
+        // Sized for the usual entry (hex hashes, a handful of data fields)
+        // so the line is not reallocated several times as it grows.
+        let mut out = Vec::with_capacity(
+            JSON_LINE_OVERHEAD
+                + self.module_id.len()
+                + self.command.len()
+                + self.reason.len()
+                + self
+                    .data
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 6)
+                    .sum::<usize>(),
+        );
+        serde_json::to_writer(&mut out, self).expect("an audit entry always serializes to JSON");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
     /// Parses one JSON line as written by [`Self::to_json_line`]. Unknown or

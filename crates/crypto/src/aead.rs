@@ -17,21 +17,45 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     let nonce: [u8; NONCE_LEN] = rng.array()?;
-    let ct_and_tag = seal_with_nonce(key, nonce, aad, plaintext)?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ct_and_tag.len());
+    seal_prefixed(&aes_key(key)?, nonce, aad, plaintext)
+}
+
+/// nonce || ct || tag in one buffer of the exact size: the plaintext is
+/// copied once, and no reallocation leaves a stray copy of it behind.
+fn seal_prefixed(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    // Wiped if encryption fails while it still holds the plaintext.
+    let mut out = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN));
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct_and_tag);
-    Ok(out)
+    out.extend_from_slice(plaintext);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[NONCE_LEN..],
+        )
+        .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed"))?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(std::mem::take(&mut *out))
 }
 
 /// Opens the output of [`seal`]. Fails with `Decrypt` on any change to key, aad or data.
 pub fn open(key: &SecretKey32, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+    open_prefixed(&aes_key(key)?, aad, sealed)
+}
+
+/// Opens nonce || ct || tag.
+fn open_prefixed(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::Decrypt);
     }
     let (nonce, ct_and_tag) = sealed.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Decrypt)?;
-    open_with_nonce(key, nonce, aad, ct_and_tag)
+    open_in(key, nonce, aad, ct_and_tag)
 }
 
 /// Encrypts with a caller-chosen nonce (only for keys used once, e.g. per-message session keys); output is ct || tag.
@@ -63,7 +87,18 @@ pub fn open_with_nonce(
     if ct_and_tag.len() < TAG_LEN {
         return Err(CryptoError::Decrypt);
     }
-    let key = aes_key(key)?;
+    open_in(&aes_key(key)?, nonce, aad, ct_and_tag)
+}
+
+fn open_in(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    ct_and_tag: &[u8],
+) -> Result<SecretBytes, CryptoError> {
+    if ct_and_tag.len() < TAG_LEN {
+        return Err(CryptoError::Decrypt);
+    }
     // Whatever happens, the working buffer is wiped unless it is handed out.
     let mut buf = Zeroizing::new(ct_and_tag.to_vec());
     let pt_len = key
@@ -78,8 +113,99 @@ pub fn open_with_nonce(
     Ok(SecretBytes::from_vec(std::mem::take(&mut *buf)))
 }
 
+/// An AES-256-GCM key with its key schedule already computed, for a key
+/// that seals and opens many messages (e.g. a master key sealing records):
+/// building the schedule costs about as much as sealing a short message.
+/// The sealed format is that of [`seal`] and [`open`], interchangeably.
+///
+/// The schedule lives inside aws-lc, which wipes it when the key is
+/// dropped; the raw key is not kept. Never printed.
+pub struct AeadKey(LessSafeKey);
+
+impl AeadKey {
+    /// Computes the key schedule of `key`.
+    pub fn new(key: &SecretKey32) -> Result<Self, CryptoError> {
+        Ok(Self(aes_key(key)?))
+    }
+
+    /// Like [`seal`]: a fresh random nonce from `rng`; nonce || ct || tag.
+    pub fn seal(
+        &self,
+        rng: &mut Rng,
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let nonce: [u8; NONCE_LEN] = rng.array()?;
+        self.seal_with_random_nonce(nonce, aad, plaintext)
+    }
+
+    /// Like [`Self::seal`] with a nonce the caller has just drawn from the
+    /// module's [`Rng`] (so that one draw serves several values). The nonce
+    /// must be fresh random bytes, never a counter or a reused value.
+    pub fn seal_with_random_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        seal_prefixed(&self.0, nonce, aad, plaintext)
+    }
+
+    /// Like [`open`].
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        open_prefixed(&self.0, aad, sealed)
+    }
+}
+
+impl std::fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AeadKey(<redacted>)")
+    }
+}
+
 fn aes_key(key: &SecretKey32) -> Result<LessSafeKey, CryptoError> {
     let unbound = UnboundKey::new(&AES_256_GCM, key.expose_secret())
         .map_err(|_| CryptoError::BadKey("AES-256-GCM key rejected"))?;
     Ok(LessSafeKey::new(unbound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Faults;
+
+    #[test]
+    fn aead_key_and_functions_are_interchangeable() {
+        let mut rng = Rng::new(Faults::none());
+        let key = rng.key32().unwrap();
+        let cached = AeadKey::new(&key).unwrap();
+        let a = seal(&mut rng, &key, b"aad", b"hello").unwrap();
+        let b = cached.seal(&mut rng, b"aad", b"hello").unwrap();
+        assert_eq!(a.len(), NONCE_LEN + 5 + TAG_LEN);
+        assert_eq!(b.len(), a.len());
+        assert_eq!(cached.open(b"aad", &a).unwrap().expose_secret(), b"hello");
+        assert_eq!(open(&key, b"aad", &b).unwrap().expose_secret(), b"hello");
+        // The same nonce gives the same bytes either way.
+        let nonce = [7u8; NONCE_LEN];
+        let c = cached
+            .seal_with_random_nonce(nonce, b"aad", b"hello")
+            .unwrap();
+        let mut d = nonce.to_vec();
+        d.extend_from_slice(&seal_with_nonce(&key, nonce, b"aad", b"hello").unwrap());
+        assert_eq!(c, d);
+    }
+
+    #[test]
+    fn aead_key_refuses_changes() {
+        let mut rng = Rng::new(Faults::none());
+        let key = AeadKey::new(&rng.key32().unwrap()).unwrap();
+        let mut sealed = key.seal(&mut rng, b"aad", b"hello").unwrap();
+        assert!(key.open(b"other", &sealed).is_err());
+        assert!(
+            key.open(b"aad", &sealed[..NONCE_LEN + TAG_LEN - 1])
+                .is_err()
+        );
+        sealed[NONCE_LEN] ^= 1;
+        assert_eq!(key.open(b"aad", &sealed).unwrap_err(), CryptoError::Decrypt);
+    }
 }

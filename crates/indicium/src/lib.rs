@@ -40,7 +40,7 @@ mod types;
 
 pub use chain::{PsdCertificate, check_psd_certificate};
 pub use error::{ChainError, IndiciumError, VerifyError};
-pub use types::{DeviceId, MailCategory, MailingDate, Zip4};
+pub use types::{DeviceId, DeviceIdText, MailCategory, MailingDate, Zip4};
 
 /// Length of an encoded version-1 indicium.
 pub const INDICIUM_LEN: usize = 113;

@@ -28,7 +28,79 @@ pub struct DeviceId {
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:04}-{:08}", self.vendor, self.model, self.serial)
+        f.write_str(&self.text())
+    }
+}
+
+impl DeviceId {
+    /// The display form (`{:04}-{:04}-{:08}`, e.g. `0042-0001-00000017`)
+    /// without a heap allocation: a module compares and formats device IDs
+    /// several times per piece.
+    pub fn text(&self) -> DeviceIdText {
+        let mut t = DeviceIdText {
+            buf: [0; DEVICE_ID_TEXT_MAX],
+            len: 0,
+        };
+        t.push_decimal(u32::from(self.vendor), 4);
+        t.buf[t.len] = b'-';
+        t.len += 1;
+        t.push_decimal(u32::from(self.model), 4);
+        t.buf[t.len] = b'-';
+        t.len += 1;
+        t.push_decimal(self.serial, 8);
+        t
+    }
+}
+
+/// A [`DeviceId`]'s display form in a fixed buffer ([`DeviceId::text`]);
+/// dereferences to `str`.
+#[derive(Clone, Copy)]
+pub struct DeviceIdText {
+    buf: [u8; DEVICE_ID_TEXT_MAX],
+    len: usize,
+}
+
+/// The longest display form of a device ID: 5 + 1 + 5 + 1 + 10 digits and dashes.
+const DEVICE_ID_TEXT_MAX: usize = 22;
+
+impl DeviceIdText {
+    /// Appends `value` in decimal, zero-padded to at least `width` digits.
+    fn push_decimal(&mut self, mut value: u32, width: usize) {
+        let mut digits = [0u8; 10];
+        let mut n = 0;
+        while value > 0 || n < width {
+            digits[n] = b'0' + (value % 10) as u8;
+            value /= 10;
+            n += 1;
+        }
+        for &d in digits[..n].iter().rev() {
+            self.buf[self.len] = d;
+            self.len += 1;
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits and dashes")
+    }
+}
+
+impl std::ops::Deref for DeviceIdText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for DeviceIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for DeviceIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -407,6 +479,28 @@ impl fmt::Display for MailingDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_id_text_is_the_padded_decimal_form() {
+        for (vendor, model, serial) in [
+            (0, 0, 0),
+            (42, 1, 17),
+            (9999, 9999, 99_999_999),
+            (10_000, 12_345, 100_000_000),
+            (u16::MAX, u16::MAX, u32::MAX),
+            (7, 65_535, 1),
+        ] {
+            let d = DeviceId {
+                vendor,
+                model,
+                serial,
+            };
+            let expected = format!("{vendor:04}-{model:04}-{serial:08}");
+            assert_eq!(d.text().as_str(), expected);
+            assert_eq!(d.to_string(), expected);
+            assert_eq!(expected.parse::<DeviceId>().unwrap(), d);
+        }
+    }
 
     #[test]
     fn device_id_display_and_parse() {

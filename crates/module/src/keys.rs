@@ -9,10 +9,13 @@
 //! expiry, exportable flag, MKS generation and ID) and the identity of the
 //! record it belongs to are bound as associated data, so a token moved to
 //! another record or with an edited header does not open.
+use std::sync::{Arc, OnceLock};
+
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use postvault_crypto::{SecretBytes, SecretKey32, aead, hash, rng::Rng};
+use postvault_crypto::aead::{AeadKey, NONCE_LEN};
+use postvault_crypto::{SecretBytes, SecretKey32, hash, rng::Rng};
 
 use crate::error::ModuleError;
 use crate::protocol::MksInfo;
@@ -83,6 +86,13 @@ pub struct Mks {
     pub exportable: bool,
     mek: Zeroizing<[u8; 32]>,
     mak: Zeroizing<[u8; 32]>,
+    /// The MEK's AES-256-GCM key schedule, built on first use: every PSD
+    /// transaction opens and seals a package and unwraps tokens under the
+    /// MEK. It is never stored (not part of the NVM encoding), is shared
+    /// only by clones of this MKS, and goes (wiped by aws-lc) with the
+    /// last of them, so it lives exactly as long as the MEK itself.
+    #[serde(skip)]
+    mek_key: OnceLock<Arc<AeadKey>>,
 }
 
 impl std::fmt::Debug for Mks {
@@ -115,6 +125,7 @@ impl Mks {
             exportable,
             mek: Zeroizing::new(mek),
             mak: Zeroizing::new(mak),
+            mek_key: OnceLock::new(),
         }
     }
 
@@ -174,6 +185,15 @@ impl Mks {
         SecretKey32::from_bytes(*self.mek)
     }
 
+    /// The MEK's key schedule (see the `mek_key` field).
+    fn mek_key(&self) -> Result<&AeadKey, ModuleError> {
+        if let Some(key) = self.mek_key.get() {
+            return Ok(key);
+        }
+        let key = Arc::new(AeadKey::new(&self.mek())?);
+        Ok(self.mek_key.get_or_init(|| key))
+    }
+
     /// The MAK, for MAC-only uses.
     pub fn mak(&self) -> SecretKey32 {
         SecretKey32::from_bytes(*self.mak)
@@ -202,7 +222,7 @@ impl Mks {
             identity: identity.to_string(),
             sealed: Vec::new(),
         };
-        token.sealed = aead::seal(rng, &self.mek(), &token.associated_data(), key)?;
+        token.sealed = self.mek_key()?.seal(rng, &token.associated_data(), key)?;
         Ok(token)
     }
 
@@ -223,8 +243,10 @@ impl Mks {
                 self.generation
             )));
         }
-        let key =
-            aead::open(&self.mek(), &token.associated_data(), &token.sealed).map_err(|_| {
+        let key = self
+            .mek_key()?
+            .open(&token.associated_data(), &token.sealed)
+            .map_err(|_| {
                 ModuleError::Rejected(format!(
                     "key token for {:?} failed authentication (tampered or not ours)",
                     token.identity
@@ -255,7 +277,23 @@ impl Mks {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, ModuleError> {
         let aad = self.record_associated_data(kind, identity);
-        Ok(aead::seal(rng, &self.mek(), &aad, plaintext)?)
+        Ok(self.mek_key()?.seal(rng, &aad, plaintext)?)
+    }
+
+    /// [`Mks::seal_record`] with a nonce the caller has just drawn from the
+    /// module's generator (one draw for several values): 12 fresh random
+    /// bytes, never reused.
+    pub fn seal_record_with_random_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        kind: &str,
+        identity: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, ModuleError> {
+        let aad = self.record_associated_data(kind, identity);
+        Ok(self
+            .mek_key()?
+            .seal_with_random_nonce(nonce, &aad, plaintext)?)
     }
 
     /// Opens a record sealed by [`Mks::seal_record`] with the same kind and identity.
@@ -266,7 +304,7 @@ impl Mks {
         sealed: &[u8],
     ) -> Result<SecretBytes, ModuleError> {
         let aad = self.record_associated_data(kind, identity);
-        aead::open(&self.mek(), &aad, sealed).map_err(|_| {
+        self.mek_key()?.open(&aad, sealed).map_err(|_| {
             ModuleError::Rejected(format!(
                 "{kind} record for {identity:?} failed authentication (tampered or not ours)"
             ))
@@ -275,7 +313,7 @@ impl Mks {
 
     fn record_associated_data(&self, kind: &str, identity: &str) -> Vec<u8> {
         let header = ("postvault record", kind, identity, self.id, self.generation);
-        postcard::to_stdvec(&header).expect("encoding a header into a Vec cannot fail")
+        crate::to_vec_exact(&header)
     }
 }
 
@@ -293,7 +331,7 @@ impl KeyToken {
             self.mks_id,
             &self.identity,
         );
-        postcard::to_stdvec(&header).expect("encoding a header into a Vec cannot fail")
+        crate::to_vec_exact(&header)
     }
 
     /// JSON for files.

@@ -33,3 +33,18 @@ pub use error::ModuleError;
 pub use module::{Module, ModuleConfig};
 pub use protocol::{Password, Reply, Request, Response};
 pub use types::{Clock, ManualClock, ModuleState, Role};
+
+/// Postcard encoding into a buffer of exactly the right size: no
+/// reallocation copies the bytes around (nor leaves stray copies of a
+/// plaintext behind in freed memory).
+pub(crate) fn to_vec_exact<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    try_to_vec_exact(value).expect("encoding a value into a Vec cannot fail")
+}
+
+/// [`to_vec_exact`] reporting postcard's error instead of panicking.
+pub(crate) fn try_to_vec_exact<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> postcard::Result<Vec<u8>> {
+    let len = postcard::experimental::serialized_size(value)?;
+    postcard::to_extend(value, Vec::with_capacity(len))
+}

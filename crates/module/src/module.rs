@@ -236,9 +236,10 @@ pub struct Module {
     export: Option<ExportJob>,
     import: Option<ImportJob>,
     keep_on_error: bool,
-    /// Indicium signing keys already unwrapped, by token digest (see
-    /// `package_signing_key`); cleared with the keys that sealed them.
-    signing_keys: HashMap<[u8; 32], Arc<EcdsaP256KeyPair>>,
+    /// Indicium signing keys already unwrapped, by meter, with the token
+    /// each came from (see `package_signing_key`); cleared with the keys
+    /// that sealed them.
+    signing_keys: HashMap<DeviceId, (KeyToken, Arc<EcdsaP256KeyPair>)>,
     /// While a command makes several entries: the next one joins the
     /// pending entries instead of replacing them.
     joining_pending: bool,
@@ -493,21 +494,26 @@ impl Module {
             },
             RequestFrame::Sealed(sealed) => {
                 let sid = sealed.session_id;
-                let (plain, counter) = {
+                let counter = sealed.counter;
+                let encrypted = sealed.encrypted;
+                let plain = {
                     let Some(s) = self.sessions.get_mut(&sid) else {
                         return ResponseFrame::Refused(SessionError::UnknownSession.to_string());
                     };
-                    match s.keys.open(Direction::Request, s.next_counter, &sealed) {
+                    match s
+                        .keys
+                        .open_owned(Direction::Request, s.next_counter, sealed)
+                    {
                         Ok(p) => {
                             s.next_counter += 1;
-                            (p, sealed.counter)
+                            p
                         }
                         Err(e) => return ResponseFrame::Refused(e.to_string()),
                     }
                 };
                 let (reply, close) = match Request::decode(plain.expose_secret()) {
                     Ok(req) => {
-                        let reply = self.execute(sid, &req, sealed.encrypted);
+                        let reply = self.execute(sid, &req, encrypted);
                         let close = req == Request::CloseSession && reply.result.is_ok();
                         (reply, close)
                     }
@@ -524,7 +530,7 @@ impl Module {
                     Some(s) => {
                         match s
                             .keys
-                            .seal(Direction::Response, counter, sealed.encrypted, &encoded)
+                            .seal_owned(Direction::Response, counter, encrypted, encoded)
                         {
                             Ok(f) => ResponseFrame::Sealed(f),
                             Err(e) => ResponseFrame::Refused(e.to_string()),
@@ -886,7 +892,11 @@ impl Module {
         force_sign: bool,
     ) -> Result<(AuditEntry, Option<String>), String> {
         let time = self.now();
-        let module_id = hex::encode(self.nvm.module_id);
+        let mut module_id = [0u8; 32];
+        hex::encode_to_slice(self.nvm.module_id, &mut module_id).expect("32 hex digits");
+        let module_id = std::str::from_utf8(&module_id)
+            .expect("hex digits are ASCII")
+            .to_string();
         let current_state = self.current.as_str().to_string();
         let persistent_state = self.nvm.persistent_state.as_str().to_string();
         let audit = self.nvm.audit.as_mut().ok_or("no audit chain")?;

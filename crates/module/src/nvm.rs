@@ -207,8 +207,11 @@ impl NvmStore {
 
     /// Writes the NVM atomically. `crash` simulates a power loss at a point of the write.
     pub fn store(&self, image: &NvmImage, crash: Option<CrashPoint>) -> Result<(), NvmError> {
-        let plain =
-            Zeroizing::new(postcard::to_stdvec(image).map_err(|e| NvmError::Seal(e.to_string()))?);
+        // Sized exactly: a growing buffer would leave stray copies of the
+        // plaintext NVM (keys included) in freed memory, and copy it around.
+        let plain = Zeroizing::new(
+            crate::try_to_vec_exact(image).map_err(|e| NvmError::Seal(e.to_string()))?,
+        );
         let sealed = self
             .seal
             .seal(NVM_AAD, &plain)

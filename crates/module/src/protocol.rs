@@ -832,7 +832,7 @@ impl Request {
     }
     /// Encodes a request.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding a request into a Vec cannot fail")
+        crate::to_vec_exact(self)
     }
 }
 
@@ -844,6 +844,6 @@ impl Reply {
     }
     /// Encodes a reply.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("encoding a reply into a Vec cannot fail")
+        crate::to_vec_exact(self)
     }
 }

@@ -86,7 +86,7 @@ impl From<postvault_indicium::DeviceId> for DeviceId {
 
 impl std::fmt::Display for DeviceId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        postvault_indicium::DeviceId::from(*self).fmt(f)
+        f.write_str(&self.text())
     }
 }
 
@@ -116,9 +116,20 @@ impl DeviceId {
         Ok(())
     }
 
+    /// The display form without a heap allocation (see
+    /// [`postvault_indicium::DeviceId::text`]).
+    pub fn text(&self) -> postvault_indicium::DeviceIdText {
+        postvault_indicium::DeviceId::from(*self).text()
+    }
+
     /// The identity of this PSD's key tokens and records: `psd/<device id>`.
     pub fn identity(&self) -> String {
         format!("psd/{self}")
+    }
+
+    /// True when `identity` is this PSD's [`Self::identity`].
+    pub fn is_identity(&self, identity: &str) -> bool {
+        identity.strip_prefix("psd/") == Some(&*self.text())
     }
 }
 
@@ -484,15 +495,26 @@ impl PsdPackage {
     /// Seals the package under `mks`, after checking the register
     /// invariant ([`Self::check_registers`]).
     pub fn seal(&self, mks: &Mks, rng: &mut Rng) -> Result<SealedPackage, ModuleError> {
+        let nonce = rng.array()?;
+        self.seal_with_random_nonce(mks, nonce)
+    }
+
+    /// [`Self::seal`] with a nonce the caller has just drawn from the
+    /// module's generator (12 fresh random bytes, never reused), so that one
+    /// draw serves a piece's challenge and its package's nonce.
+    pub fn seal_with_random_nonce(
+        &self,
+        mks: &Mks,
+        nonce: [u8; postvault_crypto::aead::NONCE_LEN],
+    ) -> Result<SealedPackage, ModuleError> {
         self.check_registers()?;
-        let device_id = self.device.to_string();
-        let plain = Zeroizing::new(
-            postcard::to_stdvec(self).expect("encoding a package into a Vec cannot fail"),
-        );
-        let sealed = mks.seal_record(rng, PACKAGE_RECORD_KIND, &device_id, &plain)?;
+        let device_id = self.device.text();
+        let plain = Zeroizing::new(crate::to_vec_exact(self));
+        let sealed =
+            mks.seal_record_with_random_nonce(nonce, PACKAGE_RECORD_KIND, &device_id, &plain)?;
         Ok(SealedPackage {
             version: PACKAGE_VERSION,
-            device_id,
+            device_id: device_id.to_string(),
             mks_id: mks.id,
             mks_generation: mks.generation,
             sealed,
@@ -538,7 +560,7 @@ impl PsdPackage {
             .map_err(|_| rejected("the seal does not verify"))?;
         let package: PsdPackage = postcard::from_bytes(plain.expose_secret())
             .map_err(|_| rejected("the contents do not decode"))?;
-        if package.version != PACKAGE_VERSION || package.device.to_string() != *dev {
+        if package.version != PACKAGE_VERSION || *package.device.text() != **dev {
             return Err(rejected("the contents do not match the header"));
         }
         Ok(package)
@@ -665,7 +687,14 @@ pub fn configure_mac(
 /// The associated data of a user's sealed HMAC key inside the package: the
 /// meter and the user it belongs to.
 pub fn user_key_aad(device: &DeviceId, user_id: &str) -> Vec<u8> {
-    format!("psd user key\0{device}\0{user_id}").into_bytes()
+    const LABEL: &[u8] = b"psd user key\0";
+    let device = device.text();
+    let mut aad = Vec::with_capacity(LABEL.len() + device.len() + 1 + user_id.len());
+    aad.extend_from_slice(LABEL);
+    aad.extend_from_slice(device.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(user_id.as_bytes());
+    aad
 }
 
 /// A provider-role command (seed 002: "signed with the provider key"),
@@ -792,11 +821,13 @@ impl IndiciumRequest {
             self.destination_zip,
             &self.category,
         );
-        let mut out = INDICIUM_REQUEST_LABEL.to_vec();
-        out.extend_from_slice(
-            &postcard::to_stdvec(&fields).expect("encoding a request into a Vec cannot fail"),
+        // Label, two length-prefixed strings and at most 16 + 10 + 5 + 5 + 5 + 4
+        // bytes of fixed fields: one allocation.
+        let mut out = Vec::with_capacity(
+            INDICIUM_REQUEST_LABEL.len() + self.device_id.len() + self.user_id.len() + 64,
         );
-        out
+        out.extend_from_slice(INDICIUM_REQUEST_LABEL);
+        postcard::to_extend(&fields, out).expect("encoding a request into a Vec cannot fail")
     }
 }
 
@@ -1105,4 +1136,26 @@ pub struct IssuedIndicium {
     pub new_challenge: [u8; 16],
     /// HMAC-SHA-256 under the user's key (`indicium_response_mac`).
     pub mac: [u8; 32],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_identity_and_user_key_aad_keep_their_forms() {
+        let d = DeviceId {
+            vendor: 42,
+            model: 1,
+            serial: 17,
+        };
+        assert_eq!(d.identity(), "psd/0042-0001-00000017");
+        assert!(d.is_identity(&d.identity()));
+        assert!(!d.is_identity("psd/0042-0001-0000001"));
+        assert!(!d.is_identity("0042-0001-00000017"));
+        assert_eq!(
+            user_key_aad(&d, "bench"),
+            format!("psd user key\0{d}\0bench").into_bytes()
+        );
+    }
 }

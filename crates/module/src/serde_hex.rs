@@ -88,9 +88,7 @@ pub mod array16 {
 
     /// Deserializes the array (exactly 16 bytes).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
-        vec::deserialize(d)?
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("expected 16 bytes"))
+        super::array(d)
     }
 }
 
@@ -105,9 +103,7 @@ pub mod array64 {
 
     /// Deserializes the array (exactly 64 bytes).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
-        vec::deserialize(d)?
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("expected 64 bytes"))
+        super::array(d)
     }
 }
 
@@ -122,15 +118,94 @@ pub mod array32 {
 
     /// Deserializes the array (exactly 32 bytes).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        vec::deserialize(d)?
-            .try_into()
-            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+        super::array(d)
     }
+}
+
+/// An array of exactly `N` bytes: hex in human-readable formats, bytes
+/// otherwise (as [`vec`] writes them), read without a temporary `Vec` when
+/// the format lends the bytes.
+fn array<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    if d.is_human_readable() {
+        return vec::deserialize(d)?
+            .try_into()
+            .map_err(|_| serde::de::Error::custom(format_args!("expected {N} bytes")));
+    }
+    struct V<const N: usize>;
+    impl<'de, const N: usize> serde::de::Visitor<'de> for V<N> {
+        type Value = [u8; N];
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{N} bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; N], E> {
+            v.try_into()
+                .map_err(|_| E::custom(format_args!("expected {N} bytes")))
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<[u8; N], E> {
+            self.visit_bytes(&v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+            let mut out = Vec::with_capacity(N);
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            self.visit_byte_buf(out)
+        }
+    }
+    d.deserialize_byte_buf(V::<N>)
 }
 
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Arrays {
+        #[serde(with = "super::array16")]
+        a: [u8; 16],
+        #[serde(with = "super::array32")]
+        b: [u8; 32],
+        #[serde(with = "super::array64")]
+        c: [u8; 64],
+    }
+
+    #[test]
+    fn arrays_round_trip_as_bytes_and_as_hex() {
+        let v = Arrays {
+            a: [1; 16],
+            b: [2; 32],
+            c: [3; 64],
+        };
+        let wire = postcard::to_stdvec(&v).unwrap();
+        // Length-prefixed bytes on the wire.
+        assert_eq!(wire.len(), 1 + 16 + 1 + 32 + 1 + 64);
+        assert_eq!(postcard::from_bytes::<Arrays>(&wire).unwrap(), v);
+        let json = serde_json::to_string(&v).unwrap();
+        assert!(json.contains(&"01".repeat(16)));
+        assert_eq!(serde_json::from_str::<Arrays>(&json).unwrap(), v);
+    }
+
+    #[test]
+    fn arrays_of_the_wrong_length_are_refused() {
+        #[derive(Serialize)]
+        struct Short {
+            #[serde(with = "super::vec")]
+            a: Vec<u8>,
+            #[serde(with = "super::array32")]
+            b: [u8; 32],
+            #[serde(with = "super::array64")]
+            c: [u8; 64],
+        }
+        let short = Short {
+            a: vec![1; 15],
+            b: [2; 32],
+            c: [3; 64],
+        };
+        let wire = postcard::to_stdvec(&short).unwrap();
+        assert!(postcard::from_bytes::<Arrays>(&wire).is_err());
+        let json = serde_json::to_string(&short).unwrap();
+        assert!(serde_json::from_str::<Arrays>(&json).is_err());
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct T {

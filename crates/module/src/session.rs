@@ -15,6 +15,7 @@
 //! Session master keys live in [`SecretKey32`]s and are zeroized when the
 //! session is dropped.
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use postvault_crypto::{SecretBytes, SecretKey32, aead, hash, x25519::X25519Ephemeral};
 
@@ -222,14 +223,45 @@ impl SessionKeys {
         } else {
             plaintext.to_vec()
         };
-        let mac = hash::hmac_sha256(&mac_key, &[&header, &body]);
-        Ok(SealedFrame {
+        Ok(self.finish_frame(&mac_key, &header, counter, encrypted, body))
+    }
+
+    /// [`Self::seal`] taking the plaintext by value: an unencrypted body
+    /// (sent in the clear anyway) is handed over instead of copied; an
+    /// encrypted one is encrypted from it and the plaintext wiped.
+    pub fn seal_owned(
+        &self,
+        dir: Direction,
+        counter: u64,
+        encrypted: bool,
+        mut plaintext: Zeroizing<Vec<u8>>,
+    ) -> Result<SealedFrame, SessionError> {
+        if encrypted {
+            return self.seal(dir, counter, encrypted, &plaintext);
+        }
+        let (mac_key, _) = self.message_keys(dir, counter);
+        let header = Self::header(dir, self.session_id, counter, encrypted);
+        let body = std::mem::take(&mut *plaintext);
+        Ok(self.finish_frame(&mac_key, &header, counter, encrypted, body))
+    }
+
+    /// The frame with its MAC over header and body.
+    fn finish_frame(
+        &self,
+        mac_key: &SecretKey32,
+        header: &[u8],
+        counter: u64,
+        encrypted: bool,
+        body: Vec<u8>,
+    ) -> SealedFrame {
+        let mac = hash::hmac_sha256(mac_key, &[header, &body]);
+        SealedFrame {
             session_id: self.session_id,
             counter,
             encrypted,
             body,
             mac,
-        })
+        }
     }
 
     /// Checks and opens a frame that must be message `expected_counter` in direction `dir`.
@@ -239,6 +271,40 @@ impl SessionKeys {
         expected_counter: u64,
         frame: &SealedFrame,
     ) -> Result<SecretBytes, SessionError> {
+        let (header, enc_key) = self.check(dir, expected_counter, frame)?;
+        if frame.encrypted {
+            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body)
+                .map_err(|_| SessionError::Decrypt)
+        } else {
+            Ok(SecretBytes::from_vec(frame.body.clone()))
+        }
+    }
+
+    /// [`Self::open`] taking the frame by value: an unencrypted body is
+    /// handed over instead of copied.
+    pub fn open_owned(
+        &self,
+        dir: Direction,
+        expected_counter: u64,
+        frame: SealedFrame,
+    ) -> Result<SecretBytes, SessionError> {
+        let (header, enc_key) = self.check(dir, expected_counter, &frame)?;
+        if frame.encrypted {
+            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body)
+                .map_err(|_| SessionError::Decrypt)
+        } else {
+            Ok(SecretBytes::from_vec(frame.body))
+        }
+    }
+
+    /// The checks of [`Self::open`]: session, counter, MAC. Returns the
+    /// header and the message's encryption key.
+    fn check(
+        &self,
+        dir: Direction,
+        expected_counter: u64,
+        frame: &SealedFrame,
+    ) -> Result<(Vec<u8>, SecretKey32), SessionError> {
         if frame.session_id != self.session_id {
             return Err(SessionError::UnknownSession);
         }
@@ -253,12 +319,7 @@ impl SessionKeys {
         if !hash::hmac_sha256_verify(&mac_key, &[&header, &frame.body], &frame.mac) {
             return Err(SessionError::BadMac);
         }
-        if frame.encrypted {
-            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body)
-                .map_err(|_| SessionError::Decrypt)
-        } else {
-            Ok(SecretBytes::from_vec(frame.body.clone()))
-        }
+        Ok((header, enc_key))
     }
 }
 
@@ -346,7 +407,7 @@ impl ClientSession {
 
 /// Encodes a frame.
 pub fn encode<T: Serialize>(frame: &T) -> Vec<u8> {
-    postcard::to_stdvec(frame).expect("encoding a frame into a Vec cannot fail")
+    crate::to_vec_exact(frame)
 }
 
 /// Decodes a frame; never panics. Trailing bytes after the frame are

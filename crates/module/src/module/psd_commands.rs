@@ -2,6 +2,8 @@
 //! PSD lifecycle, create indicium). They run behind the same access gate and
 //! command path as every other command (`Module::execute`); this file only
 //! holds their handlers, which `dispatch` calls.
+use postvault_crypto::aead::NONCE_LEN;
+
 use super::*;
 use crate::checkpoint::{SignedCheckpoint, TransactionType};
 
@@ -173,7 +175,8 @@ impl Module {
     ///
     /// Unwrapping a token and loading the P-256 key costs more than the
     /// signature itself, so the module keeps the keys it has loaded, by
-    /// the SHA-256 of the token (its MKS, identity and sealed bytes), for
+    /// meter, with the whole token it came from (header, MKS, identity and
+    /// sealed bytes: a key is served only for an identical token), for
     /// the meters it serves; the cache lives only in the module's memory,
     /// is bounded, and is dropped with Zeroize, Reset and MKS changes. A
     /// token is only reached through a package that opened under the
@@ -187,7 +190,7 @@ impl Module {
         let token = &package.signing_key;
         if token.key_type != KeyType::EcdsaP256
             || token.usage != KeyUsage::IndiciumSigning
-            || token.identity != package.device.identity()
+            || !package.device.is_identity(&token.identity)
         {
             return Err(ModuleError::Rejected(format!(
                 "PSD package for {} holds a signing key token that is not its indicium key",
@@ -198,23 +201,20 @@ impl Module {
             // Let unwrap report the expiry; never serve it from the cache.
             self.active_mks()?.unwrap(token, now)?;
         }
-        let digest = hash::sha256(&[
-            b"postvault signing key cache v1",
-            &token.mks_id,
-            &token.mks_generation.to_be_bytes(),
-            token.identity.as_bytes(),
-            &[0],
-            &token.sealed,
-        ]);
-        if let Some(key) = self.signing_keys.get(&digest) {
+        if let Some((cached, key)) = self.signing_keys.get(&package.device)
+            && cached == token
+        {
             return Ok(key.clone());
         }
         let key = self.active_mks()?.unwrap(token, now)?;
         let pair = Arc::new(EcdsaP256KeyPair::from_pkcs8(&key)?);
-        if self.signing_keys.len() >= SIGNING_KEY_CACHE {
+        if !self.signing_keys.contains_key(&package.device)
+            && self.signing_keys.len() >= SIGNING_KEY_CACHE
+        {
             self.signing_keys.clear();
         }
-        self.signing_keys.insert(digest, pair.clone());
+        self.signing_keys
+            .insert(package.device, (token.clone(), pair.clone()));
         Ok(pair)
     }
 
@@ -227,7 +227,7 @@ impl Module {
         let token = &package.kek;
         if token.key_type != KeyType::Aes256
             || token.usage != KeyUsage::KeyEncrypting
-            || token.identity != package.device.identity()
+            || !package.device.is_identity(&token.identity)
         {
             return Err(ModuleError::Rejected(format!(
                 "PSD package for {} holds a KEK token that is not its own",
@@ -250,6 +250,21 @@ impl Module {
             .as_ref()
             .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
         package.seal(mks, &mut self.rng)
+    }
+
+    /// [`Self::seal_package`] with a nonce just drawn from the module's
+    /// generator ([`IssuedPiece::nonce`]).
+    pub(super) fn seal_package_with_nonce(
+        &self,
+        package: &PsdPackage,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<SealedPackage, ModuleError> {
+        let mks = self
+            .nvm
+            .mks_active
+            .as_ref()
+            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
+        package.seal_with_random_nonce(mks, nonce)
     }
 
     /// Authorize PSD (seed 002; the Certificate Authority role, authenticated
@@ -684,7 +699,6 @@ impl Module {
             &req.mac,
             now,
         )?;
-        let user = package.users[user_index].clone();
         // The indicium key must not have expired (its certificate's end).
         if let Some(t) = package.key_expiry
             && now >= t
@@ -693,8 +707,9 @@ impl Module {
                 "the indicium key of {device_id} expired at {t} (Unix seconds; its certificate's end); the meter needs a new key and certificate"
             )));
         }
+        let user = &package.users[user_index];
         // The user may print (multi-user meters, FIG. 8).
-        check_user_usable(&user, now)?;
+        check_user_usable(user, now)?;
         if !user.privileges.create_indicia {
             return Err(ModuleError::Rejected(format!(
                 "user {:?} of meter {device_id} does not hold the create-indicia privilege",
@@ -703,6 +718,19 @@ impl Module {
         }
         // Step 6: the value within the module's limits; the piece's fields.
         let postage = req.postage_mills;
+        // The user's own limit on total postage (reported in its place below).
+        let user_total = user
+            .total_postage_mills
+            .checked_add(postage)
+            .filter(|t| user.max_total_postage_mills.is_none_or(|max| *t <= max))
+            .ok_or_else(|| {
+                ModuleError::Rejected(format!(
+                    "user {:?} may print at most {} mills in total and has printed {} mills; the piece needs {postage} mills",
+                    user.user_id,
+                    user.max_total_postage_mills.unwrap_or(u64::MAX),
+                    user.total_postage_mills
+                ))
+            });
         if !(psd::MIN_POSTAGE_MILLS..=psd::MAX_POSTAGE_MILLS).contains(&postage) {
             return Err(ModuleError::Invalid(format!(
                 "postage {postage} mills is outside the module's limits of {} to {} mills",
@@ -743,18 +771,7 @@ impl Module {
             )));
         }
         // The user's own limit on total postage.
-        let user_total = user
-            .total_postage_mills
-            .checked_add(postage)
-            .filter(|t| user.max_total_postage_mills.is_none_or(|max| *t <= max))
-            .ok_or_else(|| {
-                ModuleError::Rejected(format!(
-                    "user {:?} may print at most {} mills in total and has printed {} mills; the piece needs {postage} mills",
-                    user.user_id,
-                    user.max_total_postage_mills.unwrap_or(u64::MAX),
-                    user.total_postage_mills
-                ))
-            })?;
+        let user_total = user_total?;
         // Step 7: the DR is sufficient.
         package.check_registers()?;
         if package.descending < postage {
@@ -796,8 +813,13 @@ impl Module {
             signature: [0; postvault_indicium::SIGNATURE_LEN],
         };
         let bytes = self.sign_indicium(package, &mut indicium, now)?;
-        // Step 10: the answer, with a new challenge, MAC'd with the user's key.
-        let new_challenge: [u8; 16] = self.rng.array()?;
+        // Step 10: the answer, with a new challenge, MAC'd with the user's
+        // key. One draw from the generator gives the challenge and the
+        // nonce the updated package is sealed with (step 11).
+        let draw: [u8; 16 + NONCE_LEN] = self.rng.array()?;
+        let (challenge, nonce) = draw.split_at(16);
+        let new_challenge: [u8; 16] = challenge.try_into().expect("16 bytes");
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("12 bytes");
         let mac =
             psd::indicium_response_mac_with(&hmac_key, &bytes, &old_challenge, &new_challenge);
         package.last_challenge = Some(new_challenge);
@@ -806,6 +828,7 @@ impl Module {
             old_challenge,
             new_challenge,
             mac,
+            nonce,
             audit: vec![
                 ("device", device_id),
                 ("user", req.user_id.clone()),
@@ -854,8 +877,8 @@ impl Module {
         mac: &[u8; 32],
         now: i64,
     ) -> Result<(usize, SecretKey32, [u8; 16]), ModuleError> {
-        let device = package.device.to_string();
-        if device_id != device {
+        let device = package.device.text();
+        if device_id != &*device {
             return Err(ModuleError::Rejected(format!(
                 "the {what} is for device {device_id:?}, but the package is {device}"
             )));
@@ -893,6 +916,9 @@ pub(super) struct IssuedPiece {
     pub new_challenge: [u8; 16],
     /// The answer's MAC.
     pub mac: [u8; 32],
+    /// Fresh random bytes to seal the updated package with
+    /// ([`Module::seal_package_with_nonce`]).
+    pub nonce: [u8; NONCE_LEN],
     /// The audit entry's data.
     pub audit: AuditData,
 }

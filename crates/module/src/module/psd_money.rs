@@ -2,7 +2,6 @@
 //! Indicium (seed 002: withdrawal), Create Indicia (a batch of Create
 //! Indicium with one NVM write, one audit sync and one checkpoint: group
 //! commit), and Retrieve PSD Status.
-use super::psd_commands::IssuedPiece;
 use super::*;
 use crate::checkpoint::{SignedCheckpoint, TransactionType};
 use crate::psd::{IndiciumItem, IssuedIndicium};
@@ -122,13 +121,14 @@ impl Module {
         let stamp = self.next_stamp();
         let mut results = Vec::with_capacity(items.len());
         let mut extra = Vec::with_capacity(items.len());
-        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        let mut seen: std::collections::HashSet<&str> =
+            std::collections::HashSet::with_capacity(items.len());
         let mut digest = Vec::with_capacity(items.len() * 32);
         let mut total: u64 = 0;
         let mut last = None;
         let mut devices = Vec::new();
         for item in items {
-            let result = if seen.insert(item.package.device_id.clone()) {
+            let result = if seen.insert(&item.package.device_id) {
                 self.batch_item(item, stamp, now)
             } else {
                 Err(ModuleError::Invalid(format!(
@@ -137,14 +137,14 @@ impl Module {
                 )))
             };
             match result {
-                Ok((issued, piece, registers, device)) => {
+                Ok((issued, audit, registers, device)) => {
                     total = total
                         .checked_add(item.request.postage_mills)
                         .ok_or_else(|| ModuleError::Internal("batch total overflow".into()))?;
                     digest.extend_from_slice(&crate::checkpoint::package_digest(&issued.package));
-                    last = Some((item.package.device_id.clone(), registers));
+                    last = Some((&item.package.device_id, registers));
                     devices.push(device);
-                    extra.push(("ok".to_string(), piece.audit));
+                    extra.push(("ok".to_string(), audit));
                     results.push(Ok(issued));
                 }
                 // A failing self-test stops the module whatever the item.
@@ -170,7 +170,7 @@ impl Module {
             None => None,
             Some((device, registers)) => {
                 let device_id = if issued == 1 {
-                    device
+                    device.clone()
                 } else {
                     format!("batch of {issued} meters")
                 };
@@ -204,7 +204,7 @@ impl Module {
         item: &IndiciumItem,
         stamp: psd::PackageStamp,
         now: i64,
-    ) -> Result<(IssuedIndicium, IssuedPiece, (u64, u64), DeviceId), ModuleError> {
+    ) -> Result<(IssuedIndicium, AuditData, (u64, u64), DeviceId), ModuleError> {
         let mut package = PsdPackage::open(
             &item.package,
             self.nvm.mks_active.as_ref(),
@@ -215,16 +215,16 @@ impl Module {
         let piece = self.issue_indicium(&mut package, &item.request, false, now)?;
         package.stamp = Some(stamp);
         package.last_transaction = Some(now);
-        let sealed = self.seal_package(&package)?;
+        let sealed = self.seal_package_with_nonce(&package, piece.nonce)?;
         Ok((
             IssuedIndicium {
                 package: sealed,
-                indicium: piece.indicium.clone(),
+                indicium: piece.indicium,
                 old_challenge: piece.old_challenge,
                 new_challenge: piece.new_challenge,
                 mac: piece.mac,
             },
-            piece,
+            piece.audit,
             (package.ascending, package.descending),
             package.device,
         ))
