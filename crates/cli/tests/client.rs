@@ -76,6 +76,27 @@ impl Server {
         self.stdout.read_line(&mut line).unwrap();
         line.trim_end().to_string()
     }
+
+    /// SIGTERM, then waits for the server to exit; returns whether it
+    /// exited cleanly.
+    fn stop(mut self) -> bool {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not stop on SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -793,7 +814,13 @@ fn module_daemons_serve_the_server_and_one_that_dies_is_taken_out_of_service() {
     let status = alice.ok(&["status"]);
     assert!(status.contains("pieces               8"), "{status}");
     assert!(status.contains("descending register  $6.000"), "{status}");
-    drop(server);
+    // A clean stop with one daemon dead still succeeds, and the live
+    // daemon's log ends with a signed entry.
+    assert!(server.stop(), "postvault serve failed to stop cleanly");
+    let text = std::fs::read_to_string(dir(0).join("audit.log")).unwrap();
+    let last = postvault_audit::parse_log(&text).unwrap().pop().unwrap();
+    assert!(last.signature.is_some(), "{last:?}");
+    assert_eq!(last.command, "CreateAuditEntry", "{last:?}");
 
     // Restarted without daemon 1: it is reported out of service.
     let mut server = Server::start_args(&data, None, &args);

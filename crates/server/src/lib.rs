@@ -303,7 +303,9 @@ impl RunningServer {
     /// Then MeterGen stops, and every module in service writes one more
     /// audit entry, signed, so that each module's log is signed to its end
     /// when the server stops cleanly (an auditor then finds no unsigned
-    /// tail); those entries are stored like any other.
+    /// tail); those entries are stored like any other. A module that does
+    /// not answer then (a daemon that died) is reported on standard error
+    /// and does not fail the shutdown.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(true);
         let served = self.task.await;
@@ -311,10 +313,15 @@ impl RunningServer {
         served
             .and(swept)
             .map_err(|e| ServerError::Task(e.to_string()))?;
-        self.postal
+        let skipped = self
+            .postal
             .sign_audit_logs("the postal server stopped")
             .await
-            .map_err(|e| ServerError::Setup(format!("signing the audit logs: {}", e.message())))
+            .map_err(|e| ServerError::Setup(format!("signing the audit logs: {}", e.message())))?;
+        for line in skipped {
+            eprintln!("postvault server: {line}");
+        }
+        Ok(())
     }
 
     /// Serves until ctrl-c or SIGTERM, then shuts down gracefully.

@@ -683,8 +683,9 @@ impl Postal {
     /// Stops MeterGen (waiting for a meter it is making), then has every
     /// module in service, all held at once, write a signed audit entry
     /// with `note`, and stores those entries: each module's log is then
-    /// signed to its end.
-    pub(crate) async fn sign_audit_logs(&self, note: &str) -> Result<(), ApiError> {
+    /// signed to its end. A module that does not answer (a dead daemon) is
+    /// skipped: the returned lines say which.
+    pub(crate) async fn sign_audit_logs(&self, note: &str) -> Result<Vec<String>, ApiError> {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _metergen = self.metergen.lock().await;
@@ -712,7 +713,7 @@ impl Postal {
         .await
         .map_err(|e| ApiError::internal("a module task", e))?;
         let mut records = Vec::new();
-        let mut failed = None;
+        let mut failed = Vec::new();
         for (module_id, result) in results {
             match result {
                 Ok(called) => {
@@ -722,7 +723,9 @@ impl Postal {
                         line,
                     }))
                 }
-                Err(e) => failed = Some(module_error("Create Audit Entry", e)),
+                Err(e) => failed.push(format!(
+                    "module {module_id} did not write its signed closing audit entry: {e}"
+                )),
             }
         }
         records.extend(backlog(&self.pool));
@@ -734,7 +737,7 @@ impl Postal {
             give_back(&self.pool, records);
             return Err(store_error("storing audit entries", e));
         }
-        failed.map_or(Ok(()), Err)
+        Ok(failed)
     }
 
     /// MeterGen: makes certified meters (Initialize PSD, Issue PSD
