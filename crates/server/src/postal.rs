@@ -87,12 +87,21 @@ pub(crate) fn module_error(what: &str, e: PoolError) -> ApiError {
         PoolError::Refused { error, .. } => refusal(what, error),
         // A module that stopped answering (a daemon that died) is taken
         // out of service; nothing the call did was committed.
-        e @ (PoolError::Client { .. } | PoolError::NoModule(_)) => {
+        e @ PoolError::Client { .. } => {
             eprintln!("postvault server: {what}: {e}");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
                     "{what}: a cryptographic module did not answer; nothing was recorded; try again"
+                ),
+            )
+        }
+        e @ PoolError::NoModule(_) => {
+            eprintln!("postvault server: {what}: {e}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{what}: no cryptographic module is in service; nothing was recorded; the server's operator must look at its modules"
                 ),
             )
         }
@@ -723,9 +732,18 @@ impl Postal {
                         line,
                     }))
                 }
-                Err(e) => failed.push(format!(
-                    "module {module_id} did not write its signed closing audit entry: {e}"
-                )),
+                Err(e) => {
+                    if let PoolError::Refused { audit, .. } = &e {
+                        records.extend(audit.iter().map(|(seq, line)| AuditRecord {
+                            module_id: module_id.clone(),
+                            seq: *seq,
+                            line: line.clone(),
+                        }));
+                    }
+                    failed.push(format!(
+                        "module {module_id} did not write its signed closing audit entry: {e}"
+                    ));
+                }
             }
         }
         records.extend(backlog(&self.pool));
