@@ -557,12 +557,7 @@ impl Postal {
         // may be waiting for this module (see the lock order above). The
         // entries are in the module's own log already.
         drop(co);
-        if !records.is_empty()
-            && let Err(e) = self.store.append_audit(&records).await
-        {
-            give_back(&self.pool, records);
-            return Err(store_error("storing audit entries", e));
-        }
+        self.store_audit(records).await?;
         response
     }
 
@@ -749,13 +744,20 @@ impl Postal {
         records.extend(backlog(&self.pool));
         // Modules back first: see the lock order above.
         drop(held);
+        self.store_audit(records).await?;
+        Ok(failed)
+    }
+
+    /// Stores audit entries taken from the modules; if the store fails,
+    /// they go back to the pool to be stored with the next commit.
+    async fn store_audit(&self, records: Vec<AuditRecord>) -> Result<(), ApiError> {
         if !records.is_empty()
             && let Err(e) = self.store.append_audit(&records).await
         {
             give_back(&self.pool, records);
             return Err(store_error("storing audit entries", e));
         }
-        Ok(failed)
+        Ok(())
     }
 
     /// MeterGen: makes certified meters (Initialize PSD, Issue PSD

@@ -319,6 +319,18 @@ fn session_from(r: &Row) -> Result<Session> {
     })
 }
 
+/// The session with this token hash, on connection `c`.
+async fn session_on(c: &Client, token_hash: &[u8]) -> Result<Option<Session>> {
+    c.query_opt(
+        "SELECT token_hash, login, created, last_active FROM sessions WHERE token_hash = $1",
+        &[&token_hash],
+    )
+    .await?
+    .as_ref()
+    .map(session_from)
+    .transpose()
+}
+
 async fn all_checkpoints(c: &Client) -> Result<Vec<ModuleCheckpoint>> {
     c.query(
         &format!("SELECT {CHECKPOINT_COLS} FROM module_checkpoints ORDER BY module_id"),
@@ -885,30 +897,13 @@ impl Store for PgStore {
 
     async fn get_session(&self, token_hash: &[u8]) -> Result<Option<Session>> {
         let c = self.inner.get().await?;
-        c.client()?
-            .query_opt(
-                "SELECT token_hash, login, created, last_active FROM sessions WHERE token_hash = $1",
-                &[&token_hash],
-            )
-            .await?
-            .as_ref()
-            .map(session_from)
-            .transpose()
+        session_on(c.client()?, token_hash).await
     }
 
     async fn get_session_account(&self, token_hash: &[u8]) -> Result<Option<(Session, Account)>> {
         let c = self.inner.get().await?;
         let client = c.client()?;
-        let Some(session) = client
-            .query_opt(
-                "SELECT token_hash, login, created, last_active FROM sessions WHERE token_hash = $1",
-                &[&token_hash],
-            )
-            .await?
-            .as_ref()
-            .map(session_from)
-            .transpose()?
-        else {
+        let Some(session) = session_on(client, token_hash).await? else {
             return Ok(None);
         };
         let account = client

@@ -73,3 +73,24 @@ pub fn status(c: &mut Checkout, seen: &mut Seen) -> Status {
 
 /// Each module's newest checkpoint, as the database would hold it.
 pub type Checkpoints = HashMap<String, SignedCheckpoint>;
+
+/// Logs the member's Security Officer on (password from operators.json)
+/// and zeroizes the module: it goes to Error.
+pub fn zeroize(pool_dir: &Path, m: &mut Checkout) {
+    let ops: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pool_dir.join("operators.json")).unwrap())
+            .unwrap();
+    let record = ops["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["index"] == m.index())
+        .unwrap();
+    let password = record["passwords"]["so"].as_str().unwrap();
+    m.call(&Request::Logon {
+        user_id: "so".into(),
+        password: postvault_module::Password::new(password),
+    })
+    .unwrap();
+    m.call(&Request::Zeroize).unwrap();
+}

@@ -238,22 +238,7 @@ fn a_daemon_whose_module_goes_to_error_is_taken_out_of_service() {
     let gone = m.index();
     // The member's Security Officer zeroizes its module (a command that
     // succeeds and leaves the module in Error).
-    let ops: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pool_dir.join("operators.json")).unwrap())
-            .unwrap();
-    let record = ops["modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["index"] == gone)
-        .unwrap();
-    let password = record["passwords"]["so"].as_str().unwrap();
-    m.call(&Request::Logon {
-        user_id: "so".into(),
-        password: postvault_module::Password::new(password),
-    })
-    .unwrap();
-    m.call(&Request::Zeroize).unwrap();
+    zeroize(&pool_dir, &mut m);
     drop(m);
     assert_eq!(pool.in_service(), 1);
     let st = &pool.status()[gone];

@@ -132,34 +132,13 @@ fn a_fresh_pool_with_a_failing_member_sets_it_up_later_and_a_pool_can_grow() {
     );
 }
 
-/// Logs the member's Security Officer on (password from operators.json)
-/// and zeroizes the module: it goes to Error.
-fn zeroize(pool: &Pool, m: &mut postvault_pool::Checkout) {
-    let ops: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(pool.dir().join("operators.json")).unwrap())
-            .unwrap();
-    let record = ops["modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["index"] == m.index())
-        .unwrap();
-    let password = record["passwords"]["so"].as_str().unwrap();
-    m.call(&Request::Logon {
-        user_id: "so".into(),
-        password: postvault_module::Password::new(password),
-    })
-    .unwrap();
-    m.call(&Request::Zeroize).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_goes_to_error_is_taken_out_of_service() {
     let dir = tempfile::tempdir().unwrap();
     let pool = Pool::open(config(dir.path(), 2)).unwrap();
     let mut m = pool.checkout().await.unwrap();
     let gone = m.index();
-    zeroize(&pool, &mut m);
+    zeroize(pool.dir(), &mut m);
     drop(m);
     assert_eq!(pool.in_service(), 1);
     let st = &pool.status()[gone];
@@ -174,7 +153,7 @@ async fn a_member_that_goes_to_error_is_taken_out_of_service() {
 
     // When the last one goes, waiting is an error, not a hang.
     let mut m = pool.checkout().await.unwrap();
-    zeroize(&pool, &mut m);
+    zeroize(pool.dir(), &mut m);
     drop(m);
     assert_eq!(pool.in_service(), 0);
     assert!(pool.try_checkout().is_none());
