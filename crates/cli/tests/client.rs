@@ -151,6 +151,20 @@ impl Customer {
         stdout
     }
 
+    /// Runs `postvault client VERB --url U --fingerprint F --login LOGIN`
+    /// against `server` (sign-up or logon) and expects success.
+    fn at(&self, verb: &str, server: &Server, login: &str) -> String {
+        self.ok(&[
+            verb,
+            "--url",
+            &server.url,
+            "--fingerprint",
+            &server.fingerprint,
+            "--login",
+            login,
+        ])
+    }
+
     /// Runs and expects failure; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -544,15 +558,7 @@ fn a_database_rolled_back_is_recovered_or_refused_at_start() {
     };
 
     let server = Server::start_with(&data, Some(&config));
-    alice.ok(&[
-        "signup",
-        "--url",
-        &server.url,
-        "--fingerprint",
-        &server.fingerprint,
-        "--login",
-        "alice",
-    ]);
+    alice.at("signup", &server, "alice");
     alice.ok(&["register", "--zip", "10001-0001"]);
     alice.ok(&["buy", "--amount", "10.00"]);
     print(1);
@@ -562,15 +568,7 @@ fn a_database_rolled_back_is_recovered_or_refused_at_start() {
 
     // The URL changes with each start (port 0): log on again each time.
     let relogon = |s: &Server| {
-        alice.ok(&[
-            "logon",
-            "--url",
-            &s.url,
-            "--fingerprint",
-            &s.fingerprint,
-            "--login",
-            "alice",
-        ]);
+        alice.at("logon", s, "alice");
     };
     let server = Server::start_with(&data, Some(&config));
     relogon(&server);
@@ -767,25 +765,9 @@ fn module_daemons_serve_the_server_and_one_that_dies_is_taken_out_of_service() {
         }
     };
     let relogon = |s: &Server| {
-        alice.ok(&[
-            "logon",
-            "--url",
-            &s.url,
-            "--fingerprint",
-            &s.fingerprint,
-            "--login",
-            "alice",
-        ]);
+        alice.at("logon", s, "alice");
     };
-    alice.ok(&[
-        "signup",
-        "--url",
-        &server.url,
-        "--fingerprint",
-        &server.fingerprint,
-        "--login",
-        "alice",
-    ]);
+    alice.at("signup", &server, "alice");
     let out = alice.ok(&["register", "--zip", "10001-0001"]);
     let device = out
         .lines()

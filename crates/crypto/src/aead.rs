@@ -84,9 +84,6 @@ pub fn open_with_nonce(
     aad: &[u8],
     ct_and_tag: &[u8],
 ) -> Result<SecretBytes, CryptoError> {
-    if ct_and_tag.len() < TAG_LEN {
-        return Err(CryptoError::Decrypt);
-    }
     open_in(&aes_key(key)?, nonce, aad, ct_and_tag)
 }
 

@@ -572,15 +572,7 @@ impl Postal {
     /// copy and the server must not start. Returns one line per module
     /// recovered or disagreeing.
     pub(crate) async fn cross_check(&self, threshold: usize) -> Result<Vec<String>, ApiError> {
-        let mut held = Vec::new();
-        for _ in 0..self.pool.in_service() {
-            held.push(
-                self.pool
-                    .checkout()
-                    .await
-                    .map_err(|e| module_error("checking out a module", e))?,
-            );
-        }
+        let held = self.hold_all_modules().await?;
         let table = self
             .store
             .all_checkpoints()
@@ -693,15 +685,7 @@ impl Postal {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _metergen = self.metergen.lock().await;
-        let mut held = Vec::new();
-        for _ in 0..self.pool.in_service() {
-            held.push(
-                self.pool
-                    .checkout()
-                    .await
-                    .map_err(|e| module_error("checking out a module", e))?,
-            );
-        }
+        let held = self.hold_all_modules().await?;
         let req = Request::CreateAuditEntry {
             note: note.to_string(),
             sign: true,
@@ -746,6 +730,21 @@ impl Postal {
         drop(held);
         self.store_audit(records).await?;
         Ok(failed)
+    }
+
+    /// Checks out every module in service, waiting for each (for work that
+    /// must see all of them at once).
+    async fn hold_all_modules(&self) -> Result<Vec<Checkout>, ApiError> {
+        let mut held = Vec::new();
+        for _ in 0..self.pool.in_service() {
+            held.push(
+                self.pool
+                    .checkout()
+                    .await
+                    .map_err(|e| module_error("checking out a module", e))?,
+            );
+        }
+        Ok(held)
     }
 
     /// Stores audit entries taken from the modules; if the store fails,

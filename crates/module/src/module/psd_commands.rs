@@ -259,12 +259,7 @@ impl Module {
         package: &PsdPackage,
         nonce: [u8; NONCE_LEN],
     ) -> Result<SealedPackage, ModuleError> {
-        let mks = self
-            .nvm
-            .mks_active
-            .as_ref()
-            .ok_or_else(|| ModuleError::KeyState("this module has no active MKS".into()))?;
-        package.seal_with_random_nonce(mks, nonce)
+        package.seal_with_random_nonce(self.active_mks()?, nonce)
     }
 
     /// Authorize PSD (seed 002; the Certificate Authority role, authenticated
