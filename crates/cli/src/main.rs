@@ -33,6 +33,11 @@ use postvault_module::{ClientError, ModuleError, ModuleState, Role};
 
 use crate::cli::{BenchSubcommand, Cli, Command};
 
+/// mimalloc rather than the system allocator: the print path allocates many
+/// small, short-lived buffers per piece (BENCHMARKS.md measures the gain).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A usage error found after parsing (e.g. neither --socket nor --dir): exit 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
