@@ -12,7 +12,8 @@
 //! Session tokens are 32 random bytes, sent as 64 hex digits; the store
 //! keeps only the SHA-256 of the 32 bytes, so a copy of the database logs
 //! nobody on. A session unused for longer than the idle timeout is expired
-//! and deleted when it is next presented.
+//! and deleted when it is next presented. A session read from the store is
+//! used for up to a second without reading it again (`sessions`).
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ pub(crate) struct AppState {
     /// is set once, when it is reserved, and never changes, so prints need
     /// not read the meter again to check it (see `meters_api::check_owner`).
     pub(crate) owners: Mutex<std::collections::HashMap<String, String>>,
+    /// Sessions read from the store in the last second (see `sessions`).
+    pub(crate) sessions: crate::sessions::SessionCache,
 }
 
 /// How many Argon2id computations may run at once.
@@ -353,14 +356,20 @@ impl FromRequestParts<St> for Authed {
             return Err(ApiError::unauthorized(BAD_TOKEN));
         }
         let token_hash = postvault_crypto::hash::sha256(&[&bytes]);
-        let (session, account) = st
-            .store
-            .get_session_account(&token_hash)
-            .await
-            .map_err(|e| ApiError::store("reading a session", e))?
-            .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))?;
         let now = st.clock.now();
-        if now.saturating_sub(session.last_active) > st.session_idle_timeout_secs as i64 {
+        let idle =
+            |s: &Session| now.saturating_sub(s.last_active) > st.session_idle_timeout_secs as i64;
+        let (mut session, account, from_cache) = match st.sessions.get(&token_hash) {
+            // A copy that looks idle is read again: another server on the
+            // same store may have recorded activity since it was read.
+            Some((session, account)) if !idle(&session) => (session, account, true),
+            _ => {
+                let (session, account) = read_session(st, &token_hash).await?;
+                (session, account, false)
+            }
+        };
+        if idle(&session) {
+            st.sessions.forget(&token_hash);
             st.store
                 .delete_session(&token_hash)
                 .await
@@ -368,6 +377,7 @@ impl FromRequestParts<St> for Authed {
             return Err(ApiError::unauthorized(EXPIRED));
         }
         if account.locked {
+            st.sessions.forget(&token_hash);
             return Err(ApiError::new(StatusCode::LOCKED, LOCKED));
         }
         // Recording activity is a database write (an fsync): done at most
@@ -376,10 +386,17 @@ impl FromRequestParts<St> for Authed {
         // therefore expires between 14/15 of the timeout and the timeout
         // after its last request.
         if now.saturating_sub(session.last_active) >= touch_interval(st.session_idle_timeout_secs) {
+            let active = now.max(session.last_active);
             st.store
-                .touch_session(&token_hash, now.max(session.last_active))
+                .touch_session(&token_hash, active)
                 .await
                 .map_err(|e| ApiError::store("touching a session", e))?;
+            session.last_active = active;
+            st.sessions.touched(&token_hash, active);
+        }
+        if !from_cache {
+            st.sessions
+                .put(token_hash, session.clone(), account.clone());
         }
         Ok(Self {
             token_hash,
@@ -387,6 +404,16 @@ impl FromRequestParts<St> for Authed {
             account,
         })
     }
+}
+
+/// The session and account for `token_hash` from the store; 401 when the
+/// token is unknown (never issued, logged off or expired).
+async fn read_session(st: &St, token_hash: &[u8; 32]) -> Result<(Session, Account), ApiError> {
+    st.store
+        .get_session_account(token_hash)
+        .await
+        .map_err(|e| ApiError::store("reading a session", e))?
+        .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))
 }
 
 /// How often a session's last activity is written: 1/15 of the idle
@@ -527,6 +554,7 @@ async fn logon(
             .await
             .map_err(|e| ApiError::store("counting a failed logon", e))?;
         if now.locked {
+            st.sessions.forget_login(&now.login);
             eprintln!(
                 "postvault server: account {:?} locked after {} failed logons",
                 now.login, now.failed_logons
@@ -569,10 +597,14 @@ async fn logon(
 }
 
 async fn logoff(State(st): State<St>, auth: Authed) -> Result<StatusCode, ApiError> {
+    st.sessions.forget(&auth.token_hash);
     st.store
         .delete_session(&auth.token_hash)
         .await
         .map_err(|e| ApiError::store("deleting a session", e))?;
+    // Again: a request running alongside may have kept a copy it read
+    // before the delete.
+    st.sessions.forget(&auth.token_hash);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -638,6 +670,7 @@ mod tests {
             argon2: Argon2Params::TEST,
             argon2_slots: argon2_slots(),
             owners: Default::default(),
+            sessions: Default::default(),
         }))
     }
 

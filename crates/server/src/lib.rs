@@ -31,6 +31,7 @@ mod operator;
 mod postal;
 mod printer;
 mod provider;
+mod sessions;
 mod tls;
 
 use std::net::SocketAddr;
@@ -162,6 +163,7 @@ impl Server {
             postal,
             printer,
             owners: Default::default(),
+            sessions: Default::default(),
         });
         let shutdown_postal = state.postal.clone();
         let listener =

@@ -141,6 +141,53 @@ fn expired_session_is_401() {
     });
 }
 
+/// Sessions are kept in the server's memory for up to a second
+/// (`sessions::FRESH_FOR`): a logoff and a lock-out in this server still
+/// take effect on the very next request, and a session deleted in the
+/// store by someone else (another server process) within that second.
+#[test]
+fn logoff_lock_out_and_a_session_deleted_elsewhere_take_effect() {
+    run(async {
+        let fx = fx().await;
+        // Logoff: the copy the server just used is not served again.
+        let c = fx.customer().await;
+        assert_eq!(c.client.me().await.unwrap().login, c.login);
+        c.client.logoff().await.unwrap();
+        assert_api(c.client.me().await, 401, &["not logged on"]);
+
+        // Lock-out by failed logons: the open session is refused at once.
+        let c = fx.customer().await;
+        assert_eq!(c.client.me().await.unwrap().login, c.login);
+        let other = fx.client();
+        for _ in 0..5 {
+            assert!(
+                other
+                    .logon(&c.login, "not the password at all")
+                    .await
+                    .is_err()
+            );
+        }
+        assert!(
+            fx.store
+                .get_account(&c.login)
+                .await
+                .unwrap()
+                .unwrap()
+                .locked
+        );
+        assert_api(c.client.me().await, 423, &["locked"]);
+
+        // Deleted in the store behind this server's back.
+        let c = fx.customer().await;
+        assert_eq!(c.client.me().await.unwrap().login, c.login);
+        let token = hex::decode(&c.token).unwrap();
+        let hash = postvault_crypto::hash::sha256(&[&token]);
+        assert!(fx.store.delete_session(&hash).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_api(c.client.me().await, 401, &["not logged on"]);
+    });
+}
+
 #[test]
 fn customer_on_provider_routes_is_403() {
     run(async {
