@@ -59,4 +59,5 @@ both!(
     data_survives_reopening,
     large_group_commit,
     concurrent_lockers_serialize,
+    writers_on_one_handle_take_turns,
 );

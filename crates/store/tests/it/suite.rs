@@ -908,3 +908,45 @@ pub async fn concurrent_lockers_serialize(b: Backend) {
         .collect();
     assert_eq!(pieces, (1..=40).collect::<Vec<_>>());
 }
+
+pub async fn writers_on_one_handle_take_turns(b: Backend) {
+    // One handle, as one server process uses it: while a meter transaction
+    // is open, a no-wait lock is refused at once, and a waiting lock and a
+    // session write queue behind it and go through after its commit, the
+    // lock seeing what the commit wrote.
+    let db = Db::new(b).await;
+    let s = two_meters(&db).await;
+    let tx = s.lock_meters(&ids(&["PV-1"])).await.unwrap();
+    assert!(matches!(
+        s.try_lock_meters(&ids(&["PV-1"])).await.err(),
+        Some(StoreError::Busy)
+    ));
+    let waiting = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let tx = s.lock_meters(&ids(&["PV-1"])).await.unwrap();
+            let package = tx.meters()[0].package.clone();
+            tx.rollback().await.unwrap();
+            package
+        })
+    };
+    let session = {
+        let s = s.clone();
+        tokio::spawn(async move { s.create_session(&session(7, "alice", 100)).await })
+    };
+    tokio::task::yield_now().await;
+    let mut m = tx.meters()[0].clone();
+    m.package = "committed first".into();
+    tx.commit(Commit {
+        meters: vec![m],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(waiting.await.unwrap(), "committed first");
+    session.await.unwrap().unwrap();
+    assert_eq!(
+        s.get_session(&[7; 32]).await.unwrap().unwrap().login,
+        "alice"
+    );
+}
