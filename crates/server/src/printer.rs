@@ -3,6 +3,14 @@
 //! meter, up to [`MAX_BATCH`]) into one Create Indicia command and one
 //! store commit, so one fsync covers the whole group (issue 4, item 1).
 //!
+//! On a store where meter transactions exclude each other whatever their
+//! meters (SQLite), the printers take turns for the whole of a batch,
+//! from gathering it to its commit: a printer that gathered a batch and
+//! then waited for the store's lock would only have split the queue into
+//! smaller batches (less work per fsync and per module command) without
+//! printing any sooner. The modules are still used in turn (the pool
+//! hands out its idle members in order).
+//!
 //! A piece is answered only after its batch is committed. A meter's second
 //! piece in the queue waits for the next batch: it needs the challenge the
 //! first one returns (the client cannot have it yet, so it will normally be
@@ -88,17 +96,29 @@ pub(crate) fn record_piece(
 pub(crate) fn start(postal: Arc<Postal>, workers: usize) -> mpsc::Sender<PrintJob> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let rx = Arc::new(Mutex::new(rx));
+    let turn = postal
+        .store
+        .one_meter_transaction_at_a_time()
+        .then(|| Arc::new(Mutex::new(())));
     for _ in 0..workers.max(1) {
-        tokio::spawn(printer(postal.clone(), rx.clone()));
+        tokio::spawn(printer(postal.clone(), rx.clone(), turn.clone()));
     }
     tx
 }
 
 /// One printer task: takes a batch, prints it, answers, repeats; ends
 /// when the queue closes.
-async fn printer(postal: Arc<Postal>, rx: Arc<Mutex<mpsc::Receiver<PrintJob>>>) {
+async fn printer(
+    postal: Arc<Postal>,
+    rx: Arc<Mutex<mpsc::Receiver<PrintJob>>>,
+    turn: Option<Arc<Mutex<()>>>,
+) {
     let mut deferred: VecDeque<PrintJob> = VecDeque::new();
     loop {
+        let _turn = match &turn {
+            Some(t) => Some(t.clone().lock_owned().await),
+            None => None,
+        };
         let mut batch: Vec<PrintJob> = Vec::new();
         let mut meters = HashSet::new();
         let mut later = VecDeque::new();

@@ -626,6 +626,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn one_meter_transaction_at_a_time(&self) -> bool {
+        true
+    }
+
     async fn schema_version(&self) -> Result<i64> {
         self.run(|c| {
             Ok(c.query_row(

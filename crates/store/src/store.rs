@@ -17,6 +17,14 @@ pub trait Store: Send + Sync {
     /// Which engine this is (`"sqlite"` or `"postgres"`), for logs.
     fn engine(&self) -> &'static str;
 
+    /// True when every meter transaction excludes every other, whichever
+    /// meters they lock (SQLite: the whole database is the lock), so that
+    /// a caller gains nothing by running several at once and should
+    /// rather put more work into each.
+    fn one_meter_transaction_at_a_time(&self) -> bool {
+        false
+    }
+
     /// The schema version of the database (the newest applied migration).
     async fn schema_version(&self) -> Result<i64>;
 

@@ -34,3 +34,22 @@ async fn checkout_waits_until_the_member_is_returned() {
     assert_eq!(got, id);
     assert!(pool.try_checkout().is_some());
 }
+
+/// Checkouts one after another take the members in turn, so a server
+/// that runs one meter transaction at a time (SQLite) still spreads its
+/// prints over every module.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_one_at_a_time_take_the_members_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::open(config(dir.path(), 3)).unwrap();
+    let mut order = Vec::new();
+    for _ in 0..6 {
+        let co = pool.checkout().await.unwrap();
+        order.push(co.index());
+        drop(co);
+    }
+    assert_eq!(order[..3], order[3..], "{order:?}");
+    let mut first = order[..3].to_vec();
+    first.sort_unstable();
+    assert_eq!(first, [0, 1, 2], "{order:?}");
+}
