@@ -12,7 +12,7 @@ pub mod vec {
             // Into a buffer of the right size in one pass (sealed packages
             // are encoded for the database at every print).
             let mut text = vec![0u8; 2 * v.len()];
-            hex::encode_to_slice(v, &mut text).map_err(serde::ser::Error::custom)?;
+            const_hex::encode_to_slice(v, &mut text).map_err(serde::ser::Error::custom)?;
             let text = String::from_utf8(text).map_err(serde::ser::Error::custom)?;
             s.serialize_str(&text)
         } else {
@@ -43,8 +43,12 @@ pub mod vec {
             if !s.len().is_multiple_of(2) {
                 return Err(E::custom(hex::FromHexError::OddLength));
             }
+            // const-hex would skip a "0x" prefix; these fields have none.
+            if s.starts_with("0x") {
+                return Err(E::custom("hex digits expected, without a 0x prefix"));
+            }
             let mut out = vec![0u8; s.len() / 2];
-            hex::decode_to_slice(s.as_bytes(), &mut out).map_err(E::custom)?;
+            const_hex::decode_to_slice(s.as_bytes(), &mut out).map_err(E::custom)?;
             Ok(out)
         }
     }
@@ -239,6 +243,9 @@ mod tests {
             r#"{"v":"zz","a":"abababababababababababababababab"}"#,
             r#"{"v":"","a":"abab"}"#,
             r#"{"v":12,"a":"abababababababababababababababab"}"#,
+            r#"{"v":"0x00","a":"abababababababababababababababab"}"#,
+            r#"{"v":"0x","a":"abababababababababababababababab"}"#,
+            r#"{"v":"00","a":"0xabababababababababababababababab"}"#,
         ] {
             assert!(serde_json::from_str::<T>(bad).is_err(), "{bad}");
         }
