@@ -43,6 +43,8 @@ use crate::session::{self, Direction, RequestFrame, ResponseFrame, SessionError,
 use crate::table::{self, Audit, CommandKind};
 use crate::types::{Clock, ModuleState, Role};
 
+use psd_users::CachedUserKey;
+
 mod ca_commands;
 mod checkpoints;
 mod psd_commands;
@@ -240,6 +242,10 @@ pub struct Module {
     /// each came from (see `package_signing_key`); cleared with the keys
     /// that sealed them.
     signing_keys: HashMap<DeviceId, (KeyToken, Arc<EcdsaP256KeyPair>)>,
+    /// Meter users' HMAC keys already opened and prepared, by meter and
+    /// user, with the KEK token and sealed key each came from (see
+    /// `prepared_user_key`); cleared with `signing_keys`.
+    user_keys: HashMap<(DeviceId, String), CachedUserKey>,
     /// While a command makes several entries: the next one joins the
     /// pending entries instead of replacing them.
     joining_pending: bool,
@@ -302,6 +308,7 @@ impl Module {
             import: None,
             keep_on_error: false,
             signing_keys: HashMap::new(),
+            user_keys: HashMap::new(),
             joining_pending: false,
             _lock: lock,
         };
@@ -1065,8 +1072,16 @@ impl Module {
         }
     }
 
-    fn zeroize_all(&mut self) {
+    /// Drops the keys the module keeps unwrapped between commands (the
+    /// indicium signing keys and the meter users' HMAC keys): with
+    /// Zeroize, Reset and every MKS change.
+    fn forget_unwrapped_keys(&mut self) {
         self.signing_keys.clear();
+        self.user_keys.clear();
+    }
+
+    fn zeroize_all(&mut self) {
+        self.forget_unwrapped_keys();
         // Dropping the values zeroizes them (Zeroizing / aws-lc key types).
         self.nvm.mks_active = None;
         self.nvm.mks_dormant = None;
@@ -1090,7 +1105,7 @@ impl Module {
     }
 
     fn erase_all(&mut self) {
-        self.signing_keys.clear();
+        self.forget_unwrapped_keys();
         self.nvm = NvmImage::empty();
         self.nvm_readable = true;
         self.audit_key = None;
@@ -1277,7 +1292,7 @@ impl Module {
             Request::ImportShare { share } => self.cmd_import_share(&me, share),
             Request::CombineShares => self.cmd_combine(),
             Request::ActivateMks => {
-                self.signing_keys.clear();
+                self.forget_unwrapped_keys();
                 let newer = match (&self.nvm.mks_active, &self.nvm.mks_dormant) {
                     (Some(a), Some(d)) => d.generation > a.generation,
                     _ => false,
@@ -1294,7 +1309,7 @@ impl Module {
                     .with("generation", info.generation.to_string()))
             }
             Request::DeleteDormantMks => {
-                self.signing_keys.clear();
+                self.forget_unwrapped_keys();
                 let d = self
                     .nvm
                     .mks_dormant

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use postvault_crypto::hash;
+use postvault_crypto::hash::{self, HmacSha256Key};
 use postvault_crypto::rng::Rng;
 use postvault_crypto::{SecretKey32, hpke};
 
@@ -848,26 +848,23 @@ pub fn indicium_response_mac(
     old_challenge: &[u8; 16],
     new_challenge: &[u8; 16],
 ) -> [u8; 32] {
-    let key = SecretKey32::from_bytes(*hmac_key);
+    let key = HmacSha256Key::new(&SecretKey32::from_bytes(*hmac_key));
     indicium_response_mac_with(&key, indicium, old_challenge, new_challenge)
 }
 
-/// [`indicium_response_mac`] with the key already in a [`SecretKey32`].
+/// [`indicium_response_mac`] with the key already prepared.
 pub(crate) fn indicium_response_mac_with(
-    key: &SecretKey32,
+    key: &HmacSha256Key,
     indicium: &[u8],
     old_challenge: &[u8; 16],
     new_challenge: &[u8; 16],
 ) -> [u8; 32] {
-    hash::hmac_sha256(
-        key,
-        &[
-            INDICIUM_RESPONSE_LABEL,
-            indicium,
-            old_challenge,
-            new_challenge,
-        ],
-    )
+    key.sign(&[
+        INDICIUM_RESPONSE_LABEL,
+        indicium,
+        old_challenge,
+        new_challenge,
+    ])
 }
 
 /// Domain separation of the multi-user request MAC.

@@ -3,6 +3,7 @@
 //! command path as every other command (`Module::execute`); this file only
 //! holds their handlers, which `dispatch` calls.
 use postvault_crypto::aead::NONCE_LEN;
+use postvault_crypto::hash::HmacSha256Key;
 
 use super::*;
 use crate::checkpoint::{SignedCheckpoint, TransactionType};
@@ -224,6 +225,16 @@ impl Module {
         package: &PsdPackage,
         now: i64,
     ) -> Result<SecretKey32, ModuleError> {
+        let key = self.active_mks()?.unwrap(self.kek_token(package)?, now)?;
+        Ok(SecretKey32::from_slice(key.expose_secret())?)
+    }
+
+    /// The package's KEK token, refused unless it is an AES-256
+    /// key-encrypting key of this meter.
+    pub(super) fn kek_token<'a>(
+        &self,
+        package: &'a PsdPackage,
+    ) -> Result<&'a KeyToken, ModuleError> {
         let token = &package.kek;
         if token.key_type != KeyType::Aes256
             || token.usage != KeyUsage::KeyEncrypting
@@ -234,8 +245,7 @@ impl Module {
                 package.device
             )));
         }
-        let key = self.active_mks()?.unwrap(token, now)?;
-        Ok(SecretKey32::from_slice(key.expose_secret())?)
+        Ok(token)
     }
 
     /// Seals an updated package under the active MKS (the register
@@ -858,11 +868,12 @@ impl Module {
     /// Authenticates a meter user's MAC'd request (seed 002, FIG. 5 and
     /// create indicium steps 3 to 5): the request names this meter and a
     /// user of it, carries the package's last challenge, and its MAC
-    /// verifies under that user's key. Returns the user's index, key and
-    /// the challenge consumed.
+    /// verifies under that user's key. Returns the user's index, key
+    /// (prepared, see [`Self::prepared_user_key`]) and the challenge
+    /// consumed.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn authenticate_user(
-        &self,
+        &mut self,
         package: &PsdPackage,
         what: &str,
         device_id: &str,
@@ -871,7 +882,7 @@ impl Module {
         mac_bytes: &[u8],
         mac: &[u8; 32],
         now: i64,
-    ) -> Result<(usize, SecretKey32, [u8; 16]), ModuleError> {
+    ) -> Result<(usize, Arc<HmacSha256Key>, [u8; 16]), ModuleError> {
         let device = package.device.text();
         if device_id != &*device {
             return Err(ModuleError::Rejected(format!(
@@ -893,8 +904,8 @@ impl Module {
                 ));
             }
         };
-        let key = self.user_hmac_key(package, &package.users[index], now)?;
-        if !hash::hmac_sha256_verify(&key, &[mac_bytes], mac) {
+        let key = self.prepared_user_key(package, &package.users[index], now)?;
+        if !key.verify(&[mac_bytes], mac) {
             return Err(ModuleError::Rejected("request MAC does not verify".into()));
         }
         Ok((index, key, old_challenge))

@@ -4,6 +4,8 @@
 //! count and lock-out, account and password expiry), and the password
 //! reset state (seed 002: "a temporary state to allow a lost password to
 //! be replaced").
+use postvault_crypto::hash::HmacSha256Key;
+
 use super::psd_commands::check_user_usable;
 use super::*;
 use crate::checkpoint::{SignedCheckpoint, TransactionType};
@@ -17,6 +19,20 @@ pub const MAX_PSD_USERS: usize = 100;
 
 /// What a failed PSD User Logon says, whether the user exists or not.
 const WRONG_PASSWORD: &str = "unknown user or wrong password";
+
+/// How many prepared meter-user HMAC keys a module keeps (the users it
+/// serves most); the cache is emptied when full, like the indicium key
+/// cache.
+const USER_KEY_CACHE: usize = 4096;
+
+/// A meter user's HMAC key the module has opened and prepared, with what
+/// it was opened from: the package's whole KEK token and the user's whole
+/// sealed key (see [`Module::prepared_user_key`]).
+pub(super) struct CachedUserKey {
+    kek: KeyToken,
+    sealed: Vec<u8>,
+    key: Arc<HmacSha256Key>,
+}
 
 impl Module {
     /// Opens customer secrets HPKE-sealed to the registration key for this
@@ -110,6 +126,51 @@ impl Module {
             ))
         })?;
         Ok(SecretKey32::from_slice(key.expose_secret())?)
+    }
+
+    /// The HMAC key of `user`, prepared for HMAC-SHA-256.
+    ///
+    /// Opening the key (the KEK token under the MKS, then the sealed key
+    /// under the KEK, both AES-GCM) and preparing it cost more than the
+    /// MACs of a request, so the module keeps the keys it has prepared, by
+    /// meter and user, with the package's whole KEK token and the user's
+    /// whole sealed key they came from: a key is served only when both are
+    /// identical (so not after the user's key changed, nor for an older
+    /// package that holds another key). The rules are those of the
+    /// indicium key cache ([`Module::package_signing_key`]): module memory
+    /// only, bounded, dropped with Zeroize, Reset and MKS changes, and an
+    /// expired KEK token is never served from it.
+    pub(super) fn prepared_user_key(
+        &mut self,
+        package: &PsdPackage,
+        user: &PsdUser,
+        now: i64,
+    ) -> Result<Arc<HmacSha256Key>, ModuleError> {
+        let token = self.kek_token(package)?;
+        if token.expires.is_some_and(|t| now >= t) {
+            // Let unwrap report the expiry; never serve it from the cache.
+            self.active_mks()?.unwrap(token, now)?;
+        }
+        let id = (package.device, user.user_id.clone());
+        if let Some(cached) = self.user_keys.get(&id)
+            && cached.kek == *token
+            && cached.sealed == user.hmac_key_sealed
+        {
+            return Ok(cached.key.clone());
+        }
+        let key = Arc::new(HmacSha256Key::new(&self.user_hmac_key(package, user, now)?));
+        if !self.user_keys.contains_key(&id) && self.user_keys.len() >= USER_KEY_CACHE {
+            self.user_keys.clear();
+        }
+        self.user_keys.insert(
+            id,
+            CachedUserKey {
+                kek: token.clone(),
+                sealed: user.hmac_key_sealed.clone(),
+                key: key.clone(),
+            },
+        );
+        Ok(key)
     }
 
     /// A meter user's MAC'd request (FIG. 8's new services, and status and
@@ -315,15 +376,12 @@ impl Module {
                 UserAnswer::PublicKey(self.package_public_key(&package, now)?.to_vec())
             }
         };
-        let mac = hash::hmac_sha256(
-            &key,
-            &[
-                psd::USER_RESPONSE_LABEL,
-                &postcard::to_stdvec(&answer).expect("encoding an answer into a Vec cannot fail"),
-                &old_challenge,
-                &new_challenge,
-            ],
-        );
+        let mac = key.sign(&[
+            psd::USER_RESPONSE_LABEL,
+            &postcard::to_stdvec(&answer).expect("encoding an answer into a Vec cannot fail"),
+            &old_challenge,
+            &new_challenge,
+        ]);
         package.last_challenge = Some(new_challenge);
         let (out, checkpoint) =
             self.commit_package(&mut package, TransactionType::Users, 0, now)?;

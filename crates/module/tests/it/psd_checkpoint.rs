@@ -35,14 +35,14 @@ use crate::psd_lifecycle::{
 /// module's checkpoint, stored together after a transaction, and the
 /// client's challenge at that point.
 #[derive(Clone)]
-struct Db {
-    package: SealedPackage,
-    checkpoint: SignedCheckpoint,
-    challenge: [u8; 16],
+pub(crate) struct Db {
+    pub(crate) package: SealedPackage,
+    pub(crate) checkpoint: SignedCheckpoint,
+    pub(crate) challenge: [u8; 16],
 }
 
 /// What the database stores after `cl`'s last transaction.
-fn db(cl: &Client) -> Db {
+pub(crate) fn db(cl: &Client) -> Db {
     Db {
         package: cl.m.package.clone(),
         checkpoint: cl.m.checkpoint.clone().expect("a checkpoint"),
@@ -52,7 +52,7 @@ fn db(cl: &Client) -> Db {
 
 /// The database is switched to `row` (the client sees its package and
 /// challenge, and passes its checkpoint).
-fn restore(cl: &mut Client, row: &Db) {
+pub(crate) fn restore(cl: &mut Client, row: &Db) {
     cl.m.package = row.package.clone();
     cl.m.checkpoint = Some(row.checkpoint.clone());
     cl.challenge = row.challenge;
@@ -106,7 +106,7 @@ fn assert_inhibited(e: &ModuleError) {
 
 /// Auto-Recover Checkpoint with `cp`, which must succeed: the number of
 /// transactions discarded, after checking that the answer names `cp`.
-fn auto_recover(c: &mut ModuleClient, cp: &SignedCheckpoint) -> u32 {
+pub(crate) fn auto_recover(c: &mut ModuleClient, cp: &SignedCheckpoint) -> u32 {
     match ok(
         c,
         Request::AutoRecoverCheckpoint {

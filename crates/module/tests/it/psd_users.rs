@@ -17,6 +17,7 @@ use postvault_module::{Request, Response, Role};
 use zeroize::Zeroizing;
 
 use crate::common::*;
+use crate::psd_checkpoint::{auto_recover, db, restore};
 use crate::psd_indicium::{Client, DATE, DESTINATION};
 use crate::psd_lifecycle::{
     DEVICE, HMAC_KEY, OTHER_DEVICE, PASSWORD, USER, ZIP, assert_invalid, assert_rejected, rng,
@@ -1083,6 +1084,106 @@ fn a_user_changes_their_own_key_and_password() {
         "the new secrets are for user \"carol\", not \"bob\"",
     );
     print(&mut cl, &renewed, 500);
+}
+
+/// BOB's next key and password.
+const RENEWED_BOB: Person = Person {
+    key: [0x6d; 32],
+    password: "bob-brand-new-passphrase",
+    ..BOB
+};
+
+#[test]
+fn a_new_user_key_replaces_the_one_the_module_keeps_at_once() {
+    // The module keeps the user keys it has opened: BOB's is warm after
+    // his first piece. Each change of his key, by himself or by the
+    // administrator, takes effect at the next request.
+    let mut cl = with_clerk();
+    print(&mut cl, &BOB, 500);
+    print(&mut cl, &BOB, 500);
+    let op = new_secrets(&cl, BOB.id, &RENEWED_BOB);
+    assert_eq!(user_ok(&mut cl, &BOB, op), UserAnswer::Done);
+    assert_rejected(
+        &print_refused(&mut cl, &BOB, 500),
+        "request MAC does not verify",
+    );
+    print(&mut cl, &RENEWED_BOB, 500);
+    assert_rejected(
+        &print_refused(&mut cl, &BOB, 500),
+        "request MAC does not verify",
+    );
+    assert_rejected(
+        &user_refused(&mut cl, &BOB, UserOperation::RetrieveStatus),
+        "request MAC does not verify",
+    );
+    user_ok(&mut cl, &RENEWED_BOB, UserOperation::RetrieveStatus);
+    print(&mut cl, &RENEWED_BOB, 500);
+
+    // The administrator gives BOB yet another key (the renewed one warm).
+    let third = Person {
+        key: [0x6f; 32],
+        password: "bob-third-passphrase-ever",
+        ..BOB
+    };
+    let op = new_secrets(&cl, BOB.id, &third);
+    assert_eq!(user_ok(&mut cl, &ADMIN, op), UserAnswer::Done);
+    assert_rejected(
+        &print_refused(&mut cl, &RENEWED_BOB, 500),
+        "request MAC does not verify",
+    );
+    print(&mut cl, &third, 500);
+    // The administrator's own key, warm all along, is unaffected.
+    user_ok(&mut cl, &ADMIN, UserOperation::RetrieveStatus);
+    print(&mut cl, &ADMIN, 500);
+}
+
+#[test]
+fn a_wrong_mac_is_refused_with_the_users_key_warm() {
+    let mut cl = with_clerk();
+    print(&mut cl, &BOB, 500);
+    let good = print_request(&cl, &BOB, 500);
+    let mut req = good.clone();
+    req.mac[0] ^= 0x80;
+    assert_rejected(&cl.refused(req), "request MAC does not verify");
+    let mut req = good.clone();
+    req.postage_mills = 5_000;
+    assert_rejected(&cl.refused(req), "request MAC does not verify");
+    // MAC'd under another user's (also warm) key.
+    let mut req = good.clone();
+    req.mac = psd::indicium_request_mac(&ADMIN.key, &req);
+    assert_rejected(&cl.refused(req), "request MAC does not verify");
+    let mut req = user_request(&cl, &BOB, UserOperation::RetrieveStatus);
+    req.mac[31] ^= 1;
+    assert_rejected(
+        &cl.m.refused(send_user(&cl, req)),
+        "request MAC does not verify",
+    );
+    print(&mut cl, &BOB, 500);
+}
+
+#[test]
+fn an_older_package_holding_the_old_user_key_is_not_served_the_newer_one() {
+    let mut cl = with_clerk();
+    print(&mut cl, &BOB, 500);
+    let before = db(&cl);
+    let op = new_secrets(&cl, BOB.id, &RENEWED_BOB);
+    assert_eq!(user_ok(&mut cl, &BOB, op), UserAnswer::Done);
+    // The module now keeps BOB's renewed key.
+    print(&mut cl, &RENEWED_BOB, 500);
+    // The database is rolled back over both transactions and the module
+    // recovers to it: the package it passes holds BOB's old key.
+    restore(&mut cl, &before);
+    assert_eq!(auto_recover(&mut cl.m.c, &before.checkpoint), 2);
+    assert_rejected(
+        &print_refused(&mut cl, &RENEWED_BOB, 500),
+        "request MAC does not verify",
+    );
+    assert_rejected(
+        &user_refused(&mut cl, &RENEWED_BOB, UserOperation::RetrieveStatus),
+        "request MAC does not verify",
+    );
+    print(&mut cl, &BOB, 500);
+    user_ok(&mut cl, &BOB, UserOperation::RetrieveStatus);
 }
 
 #[test]
