@@ -1037,16 +1037,21 @@ fn a_logon_sealed_on_an_old_challenge_is_refused() {
     logon(&mut cl, BOB.id, BOB.password).unwrap();
 }
 
+/// BOB's next key and password.
+const RENEWED_BOB: Person = Person {
+    key: [0x6d; 32],
+    password: "bob-brand-new-passphrase",
+    ..BOB
+};
+
 #[test]
 fn a_user_changes_their_own_key_and_password() {
     let mut cl = with_clerk();
-    let renewed = Person {
-        key: [0x6d; 32],
-        password: "bob-brand-new-passphrase",
-        ..BOB
-    };
+    // The module keeps the user keys it has opened: BOB's is warm after
+    // his first piece, and his change still takes effect at once.
+    print(&mut cl, &BOB, 500);
     // The answer is MAC'd under the key that authenticated the request.
-    let op = new_secrets(&cl, BOB.id, &renewed);
+    let op = new_secrets(&cl, BOB.id, &RENEWED_BOB);
     assert_eq!(user_ok(&mut cl, &BOB, op), UserAnswer::Done);
     assert_rejected(
         &print_refused(&mut cl, &BOB, 500),
@@ -1056,10 +1061,15 @@ fn a_user_changes_their_own_key_and_password() {
         &user_refused(&mut cl, &BOB, UserOperation::RetrieveStatus),
         "request MAC does not verify",
     );
-    print(&mut cl, &renewed, 500);
+    print(&mut cl, &RENEWED_BOB, 500);
+    assert_rejected(
+        &print_refused(&mut cl, &BOB, 500),
+        "request MAC does not verify",
+    );
+    user_ok(&mut cl, &RENEWED_BOB, UserOperation::RetrieveStatus);
     let why = logon(&mut cl, BOB.id, BOB.password).unwrap_err();
     assert!(why.contains("wrong password"), "{why}");
-    logon(&mut cl, BOB.id, renewed.password).unwrap();
+    logon(&mut cl, BOB.id, RENEWED_BOB.password).unwrap();
     assert!(entries(&cl, "PsdUserCommand").iter().any(|e| {
         e.data.get("new_secrets").map(String::as_str) == Some("yes")
             && e.data["user"] == BOB.id
@@ -1072,7 +1082,7 @@ fn a_user_changes_their_own_key_and_password() {
         ..BOB
     };
     let op = new_secrets(&cl, BOB.id, &back);
-    let e = user_refused(&mut cl, &renewed, op);
+    let e = user_refused(&mut cl, &RENEWED_BOB, op);
     assert!(
         matches!(&e, ModuleError::PasswordRejected(m) if m.contains("used this password recently")),
         "{e:?}"
@@ -1080,46 +1090,19 @@ fn a_user_changes_their_own_key_and_password() {
     // New secrets must name the user they are for.
     let op = new_secrets(&cl, BOB.id, &CAROL);
     assert_invalid(
-        &user_refused(&mut cl, &renewed, op),
+        &user_refused(&mut cl, &RENEWED_BOB, op),
         "the new secrets are for user \"carol\", not \"bob\"",
     );
-    print(&mut cl, &renewed, 500);
+    print(&mut cl, &RENEWED_BOB, 500);
 }
 
-/// BOB's next key and password.
-const RENEWED_BOB: Person = Person {
-    key: [0x6d; 32],
-    password: "bob-brand-new-passphrase",
-    ..BOB
-};
-
 #[test]
-fn a_new_user_key_replaces_the_one_the_module_keeps_at_once() {
-    // The module keeps the user keys it has opened: BOB's is warm after
-    // his first piece. Each change of his key, by himself or by the
-    // administrator, takes effect at the next request.
+fn a_key_the_administrator_gives_replaces_the_one_the_module_keeps_at_once() {
     let mut cl = with_clerk();
     print(&mut cl, &BOB, 500);
-    print(&mut cl, &BOB, 500);
-    let op = new_secrets(&cl, BOB.id, &RENEWED_BOB);
-    assert_eq!(user_ok(&mut cl, &BOB, op), UserAnswer::Done);
-    assert_rejected(
-        &print_refused(&mut cl, &BOB, 500),
-        "request MAC does not verify",
-    );
-    print(&mut cl, &RENEWED_BOB, 500);
-    assert_rejected(
-        &print_refused(&mut cl, &BOB, 500),
-        "request MAC does not verify",
-    );
-    assert_rejected(
-        &user_refused(&mut cl, &BOB, UserOperation::RetrieveStatus),
-        "request MAC does not verify",
-    );
-    user_ok(&mut cl, &RENEWED_BOB, UserOperation::RetrieveStatus);
-    print(&mut cl, &RENEWED_BOB, 500);
-
-    // The administrator gives BOB yet another key (the renewed one warm).
+    print(&mut cl, &ADMIN, 500);
+    // The administrator gives BOB another key (BOB's and the
+    // administrator's warm).
     let third = Person {
         key: [0x6f; 32],
         password: "bob-third-passphrase-ever",
@@ -1128,11 +1111,11 @@ fn a_new_user_key_replaces_the_one_the_module_keeps_at_once() {
     let op = new_secrets(&cl, BOB.id, &third);
     assert_eq!(user_ok(&mut cl, &ADMIN, op), UserAnswer::Done);
     assert_rejected(
-        &print_refused(&mut cl, &RENEWED_BOB, 500),
+        &print_refused(&mut cl, &BOB, 500),
         "request MAC does not verify",
     );
     print(&mut cl, &third, 500);
-    // The administrator's own key, warm all along, is unaffected.
+    // The administrator's own key is unaffected.
     user_ok(&mut cl, &ADMIN, UserOperation::RetrieveStatus);
     print(&mut cl, &ADMIN, 500);
 }
