@@ -83,6 +83,14 @@ pub enum ModuleError {
     /// An internal consistency check failed; the command was refused and nothing changed.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The package given is not the meter's newest as far as this module
+    /// knows (older than the module's own later transaction on the meter,
+    /// or from a transaction a recovered rollback discarded, or newer than
+    /// the module's newest checkpoint), while the checkpoint given is the
+    /// module's newest: the database returned an old copy of one meter.
+    /// Auto-Recover Checkpoint does not apply; the text says what happened.
+    #[error("stale package: {0}")]
+    StalePackage(String),
 }
 
 impl From<postvault_crypto::CryptoError> for ModuleError {
@@ -118,6 +126,7 @@ impl ModuleError {
             ModuleError::CheckpointMismatch(_) => "checkpoint-mismatch",
             ModuleError::Inhibited(_) => "inhibited",
             ModuleError::Internal(_) => "internal",
+            ModuleError::StalePackage(_) => "stale-package",
         }
     }
 }

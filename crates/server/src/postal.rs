@@ -127,6 +127,15 @@ pub(crate) fn refusal(what: &str, m: ModuleError) -> ApiError {
                 ),
             )
         }
+        ModuleError::StalePackage(_) => {
+            eprintln!("postvault server: {what}: {m}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the database holds an old copy of this meter ({m}); nothing was changed; an operator must look at the database (restored from a backup?)"
+                ),
+            )
+        }
         other => ApiError::internal(what, other),
     }
 }
@@ -1012,6 +1021,13 @@ mod tests {
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         let e = refusal("x", ModuleError::CheckpointMismatch("stale".into()));
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let e = refusal("x", ModuleError::StalePackage("older".into()));
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            e.message().contains("old copy of this meter"),
+            "{}",
+            e.message()
+        );
         let e = refusal("x", ModuleError::Storage("disk".into()));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

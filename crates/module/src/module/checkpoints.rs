@@ -105,7 +105,7 @@ impl Module {
             .iter()
             .any(|(from, to)| (*from..=*to).contains(&stamp.seq))
         {
-            return Err(ModuleError::CheckpointMismatch(format!(
+            return Err(ModuleError::StalePackage(format!(
                 "the package for {device} comes from this module's transaction {}, which a recovered rollback discarded; use the database's package",
                 stamp.seq
             )));
@@ -113,7 +113,7 @@ impl Module {
         if let Some(newest) = self.nvm.checkpoints.last()
             && stamp.seq > newest.seq
         {
-            return Err(ModuleError::CheckpointMismatch(format!(
+            return Err(ModuleError::StalePackage(format!(
                 "the package for {device} comes from this module's transaction {}, which is newer than its newest checkpoint {}; use the database's package",
                 stamp.seq, newest.seq
             )));
@@ -121,8 +121,8 @@ impl Module {
         if let Some(later) = self.nvm.recent_meters.get(&device)
             && *later > stamp.seq
         {
-            return Err(ModuleError::CheckpointMismatch(format!(
-                "stale package for {device}: it was produced by this module's transaction {}, but the module has since made transaction {later} on this meter; the database returned an old copy of the package",
+            return Err(ModuleError::StalePackage(format!(
+                "the package for {device} was produced by this module's transaction {}, but the module has since made transaction {later} on this meter; the database returned an old copy of the package",
                 stamp.seq
             )));
         }

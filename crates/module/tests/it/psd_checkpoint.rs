@@ -92,6 +92,14 @@ fn assert_mismatch(e: &ModuleError, needle: &str) {
 }
 
 #[track_caller]
+fn assert_stale(e: &ModuleError, needle: &str) {
+    assert!(
+        matches!(e, ModuleError::StalePackage(m) if m.contains(needle)),
+        "expected StalePackage({needle:?}), got {e:?}"
+    );
+}
+
+#[track_caller]
 fn assert_inhibited(e: &ModuleError) {
     assert!(
         matches!(e, ModuleError::Inhibited(m) if m.contains("Auto-Recover Checkpoint failed")),
@@ -638,7 +646,7 @@ fn a_database_rolled_back_by_one_transaction_is_refused_then_auto_recovered() {
     cl.m.package = rows[3].package.clone();
     let req =
         cl.m.download_request(1_000, control_total(&rows[3].checkpoint));
-    assert_mismatch(
+    assert_stale(
         &cl.m.refused(req),
         "comes from this module's transaction 7, which a recovered rollback discarded",
     );
@@ -702,7 +710,7 @@ fn a_database_rolled_back_by_two_transactions_is_refused_then_auto_recovered() {
     for row in &rows[2..] {
         cl.m.package = row.package.clone();
         let req = cl.m.download_request(1_000, control_total(&row.checkpoint));
-        assert_mismatch(&cl.m.refused(req), "which a recovered rollback discarded");
+        assert_stale(&cl.m.refused(req), "which a recovered rollback discarded");
     }
 
     // The database's state works again: AR 1 000, DR 9 000.
@@ -802,7 +810,7 @@ fn a_database_rolled_back_by_three_transactions_inhibits_psd_work_until_accept_c
     cl.m.package = rows[3].package.clone();
     let req =
         cl.m.download_request(1_000, control_total(&rows[3].checkpoint));
-    assert_mismatch(&cl.m.refused(req), "which a recovered rollback discarded");
+    assert_stale(&cl.m.refused(req), "which a recovered rollback discarded");
 
     // The database's state works: AR 0, DR 10 000.
     restore(&mut cl, &stale);
@@ -953,8 +961,8 @@ fn a_stale_package_with_the_current_checkpoint_is_refused() {
     m.package = old;
     let req = m.download_request(500, 1_000);
     let e = m.refused(req);
-    assert_mismatch(&e, "stale package for 0042");
-    assert_mismatch(
+    assert_stale(&e, "the package for 0042");
+    assert_stale(
         &e,
         "produced by this module's transaction 4, but the module has since made transaction 5 on this meter",
     );
@@ -965,10 +973,10 @@ fn a_stale_package_with_the_current_checkpoint_is_refused() {
             checkpoint: m.checkpoint.clone(),
         },
     );
-    assert_mismatch(&e, "stale package");
+    assert_stale(&e, "since made transaction");
     m.package = leased;
     let req = m.download_request(500, 0);
-    assert_mismatch(&m.refused(req), "stale package");
+    assert_stale(&m.refused(req), "since made transaction");
 
     m.package = current;
     m.download(500, 3_000);
@@ -1146,7 +1154,7 @@ fn a_transaction_discarded_by_auto_recover_stays_discarded_after_another_meters_
     restore(&mut cl, &rows[3]);
     cl.m.checkpoint = Some(rows[1].checkpoint.clone());
     let req = cl.request(500);
-    assert_mismatch(&cl.refused(req), "which a recovered rollback discarded");
+    assert_stale(&cl.refused(req), "which a recovered rollback discarded");
 
     // The other meter makes the module's next transaction (checkpoint 8).
     let cert = certificate_for(&cl.m, &other_key, OTHER_DEVICE);
@@ -1183,7 +1191,7 @@ fn a_transaction_discarded_by_auto_recover_stays_discarded_after_another_meters_
              after another meter's transaction 8: it printed 9 500 mills, more than the \
              database's DR of 9 000 mills for this meter"
         ),
-        Err(ClientError::Module(e)) => assert_mismatch(&e, "discarded"),
+        Err(ClientError::Module(e)) => assert_stale(&e, "discarded"),
         Err(e) => panic!("no module reply: {e}"),
     }
     assert_eq!(cl.m.nvm_without_audit(), nvm, "the refusal changed the NVM");

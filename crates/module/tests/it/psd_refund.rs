@@ -1276,7 +1276,7 @@ fn a_package_from_before_a_batch_is_refused_as_stale() {
     };
     let e = fleet.m.refused(req);
     assert!(
-        matches!(&e, ModuleError::CheckpointMismatch(m) if m.contains("stale package")),
+        matches!(&e, ModuleError::StalePackage(m) if m.contains("produced by this module")),
         "{e:?}"
     );
 
@@ -1301,8 +1301,8 @@ fn a_package_from_before_a_batch_is_refused_as_stale() {
         request,
     };
     match fleet.m.c.run(&req) {
-        Err(postvault_module::ClientError::Module(ModuleError::CheckpointMismatch(m))) => {
-            assert!(m.contains("stale package"), "{m}");
+        Err(postvault_module::ClientError::Module(ModuleError::StalePackage(m))) => {
+            assert!(m.contains("produced by this module"), "{m}");
         }
         Ok(Response::IndiciumCreated { indicium, .. }) => {
             let again = Indicium::from_bytes(&indicium).unwrap();

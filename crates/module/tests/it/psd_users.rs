@@ -875,7 +875,7 @@ fn logon_accepts_the_right_password_and_counts_a_wrong_one() {
     };
     let e = cl.m.refused(stale);
     assert!(
-        matches!(&e, ModuleError::CheckpointMismatch(m) if m.contains("stale package")),
+        matches!(&e, ModuleError::StalePackage(m) if m.contains("produced by this module")),
         "{e:?}"
     );
     let b = view(&list(&mut cl, &ADMIN), BOB.id).clone();
