@@ -552,6 +552,10 @@ async fn scenario(store: Option<String>) {
         .unwrap()
         .as_secs() as i64;
     assert!(db.touch_session(&hash, now - 55).await.unwrap());
+    // The server uses a session it read for up to a second before reading
+    // it again (`sessions::FRESH_FOR`): wait that out after each change
+    // made behind its back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (s, _) = call(&c, M::GET, p.url("/v1/me"), Some(&token), None).await;
     assert_eq!(s, StatusCode::OK);
     // (the request was activity: the session's clock started again)
@@ -559,6 +563,7 @@ async fn scenario(store: Option<String>) {
     assert!(touched.last_active >= now, "{touched:?}");
     // ...beyond it the session has expired.
     assert!(db.touch_session(&hash, created - 3600).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (s, b) = call(&c, M::GET, p.url("/v1/me"), Some(&token), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(error_text(&b), "session expired, log on again");
