@@ -19,7 +19,8 @@ use postvault_store::{Account, Session};
 /// How long a session read from the store is used without reading it again.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(1);
 
-/// At most this many sessions are kept; the map is emptied when full.
+/// At most this many sessions are kept (stale copies are dropped when it
+/// is full, then everything if need be).
 const MAX_ENTRIES: usize = 65_536;
 
 /// One kept session and its account, as read at `read_at`.
@@ -52,7 +53,12 @@ impl SessionCache {
     pub(crate) fn put(&self, token_hash: [u8; 32], session: Session, account: Account) {
         let mut entries = self.lock();
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(&token_hash) {
-            entries.clear();
+            // Copies older than FRESH_FOR are never served: drop those
+            // first, and everything only if all are fresh.
+            entries.retain(|_, e| e.read_at.elapsed() < FRESH_FOR);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
         }
         entries.insert(
             token_hash,
