@@ -149,4 +149,31 @@ mod tests {
         cache.lock().get_mut(&[1; 32]).unwrap().read_at = Instant::now() - FRESH_FOR;
         assert!(cache.get(&[1; 32]).is_none());
     }
+
+    #[test]
+    fn a_full_map_drops_stale_copies_first() {
+        let cache = SessionCache::default();
+        let (s, a) = session("alice", 1);
+        {
+            let mut entries = cache.lock();
+            let old = Instant::now() - FRESH_FOR;
+            for i in 0..MAX_ENTRIES as u32 - 1 {
+                let mut key = [0u8; 32];
+                key[..4].copy_from_slice(&i.to_be_bytes());
+                let entry = Entry {
+                    session: s.clone(),
+                    account: a.clone(),
+                    read_at: old,
+                };
+                entries.insert(key, entry);
+            }
+        }
+        cache.put([0xff; 32], s.clone(), a.clone());
+        assert_eq!(cache.lock().len(), MAX_ENTRIES);
+        // Full: the next one makes room by dropping the stale copies only.
+        cache.put([0xfe; 32], s, a);
+        assert_eq!(cache.lock().len(), 2);
+        assert!(cache.get(&[0xff; 32]).is_some());
+        assert!(cache.get(&[0xfe; 32]).is_some());
+    }
 }
