@@ -1156,9 +1156,10 @@ pub struct BenchLoadArgs {
     #[arg(long, value_name = "FILE", requires = "login")]
     pub password_file: Option<PathBuf>,
     /// Concurrent clients, each with its own connection and meter. The
-    /// default, 64, keeps a two-core server busy: with fewer, the clients
-    /// spend the time waiting for the batch their pieces are in.
-    #[arg(long, value_name = "N", default_value_t = 64,
+    /// default, 128, keeps a two-core server busy and its batches full
+    /// enough to spread each fsync over many pieces: with fewer, the
+    /// clients spend the time waiting for the batch their pieces are in.
+    #[arg(long, value_name = "N", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub clients: u32,
     /// Seconds of load (set-up not counted).
