@@ -153,11 +153,21 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        self.run_holding(None, f).await
+    }
+
+    /// [`Self::run`], giving up `turn` (if any) once `f` is done.
+    async fn run_holding<T, F>(&self, turn: Option<WriterTurn>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.get()?;
             let r = f(&mut conn);
             inner.put(conn);
+            drop(turn);
             r
         })
         .await
@@ -183,16 +193,7 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let turn = self.writer_turn(false).await?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.get()?;
-            let r = f(&mut conn);
-            inner.put(conn);
-            drop(turn);
-            r
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        self.run_holding(Some(turn), f).await
     }
 
     async fn lock(&self, device_ids: &[String], nowait: bool) -> Result<Box<dyn MeterTx>> {
