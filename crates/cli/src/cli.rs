@@ -361,6 +361,25 @@ pub struct ProviderConnArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+/// The role of an account an operator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StaffRole {
+    /// Sends signed provider messages.
+    Provider,
+    /// Runs the server: makes accounts, and may also send provider messages.
+    Operator,
+}
+
+impl StaffRole {
+    /// The role as the server names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffRole::Provider => "provider",
+            StaffRole::Operator => "operator",
+        }
+    }
+}
+
 /// `postvault provider ...`.
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
@@ -410,6 +429,32 @@ pub enum ProviderCommand {
         /// Dollars, up to 3 decimals.
         #[arg(long, value_name = "DOLLARS", allow_hyphen_values = true)]
         amount: String,
+    },
+    /// Make a provider account (the provider's own logon for these
+    /// commands, instead of an operator's) or another operator account on
+    /// the server. Logs on with an operator account (--login, its password
+    /// from --password-file, else POSTVAULT_PASSWORD, else a prompt); the
+    /// new account's password comes from --new-password-file, else it is
+    /// prompted for twice.
+    AddAccount {
+        #[command(flatten)]
+        server: ServerTrustArgs,
+        /// The operator account to log on with.
+        #[arg(long, value_name = "LOGIN")]
+        login: String,
+        /// Read the operator's password from the first line of FILE.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The new account's login (3 to 64 of A-Z a-z 0-9 . _ @ -).
+        #[arg(long, value_name = "LOGIN")]
+        new_login: String,
+        /// Read the new account's password (at least 12 characters) from
+        /// the first line of FILE.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        /// The new account's role.
+        #[arg(long, value_enum, default_value_t = StaffRole::Provider)]
+        role: StaffRole,
     },
     /// Refund: the module makes a refund indicium for the whole remaining
     /// descending register and withdraws the meter.

@@ -1,9 +1,10 @@
 //! `postvault provider ...`: the provider key (a passphrase-protected key
-//! file) and the signed provider messages (Authorize Customer, Download,
-//! Refund). Each message command logs on with a provider or operator
-//! account, reads the meter's next sequence number and control total,
-//! signs `ProviderBody::signing_bytes` with the provider key, sends it, and
-//! logs off.
+//! file), the provider's account (`add-account`, run by an operator) and
+//! the signed provider messages (Authorize Customer, Download, Refund).
+//! Each message command logs on with a provider or operator account, reads
+//! the meter's next sequence number and control total, signs
+//! `ProviderBody::signing_bytes` with the provider key, sends it, and logs
+//! off.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -20,7 +21,7 @@ use postvault_crypto::rng::Rng;
 use postvault_module::Password;
 use postvault_module::psd::{ProviderBody, ProviderCommand as Command, ProviderMessage};
 
-use crate::cli::{ProviderCommand, ProviderConnArgs};
+use crate::cli::{ProviderCommand, ProviderConnArgs, ServerTrustArgs, StaffRole};
 use crate::client::{account_password, date_or_today, logon_result, trust_from_flags};
 use crate::{outln, secrets, usage};
 
@@ -83,6 +84,24 @@ pub fn run(cmd: ProviderCommand) -> Result<ExitCode> {
                         "downloaded {} into meter {meter}",
                         format_mills(amount_mills)
                     ),
+                )
+                .await
+            }
+            ProviderCommand::AddAccount {
+                server,
+                login,
+                password_file,
+                new_login,
+                new_password_file,
+                role,
+            } => {
+                add_account(
+                    &server,
+                    &login,
+                    password_file.as_deref(),
+                    &new_login,
+                    new_password_file.as_deref(),
+                    role,
                 )
                 .await
             }
@@ -178,13 +197,7 @@ async fn send(
     let pass = passphrase(conn.passphrase_file.as_deref(), false)?;
     let key = EcdsaP256KeyPair::from_keyfile(pass.expose_secret().as_bytes(), &key_text)
         .with_context(|| format!("cannot open the provider key file {}", conn.key.display()))?;
-    let Some(url) = &conn.server.url else {
-        usage!("give --url (the https://HOST:PORT that `postvault serve` printed)");
-    };
-    let Some(trust) = trust_from_flags(&conn.server)? else {
-        usage!("give --fingerprint FP (as `postvault serve` printed it) or --cacert PEM");
-    };
-    let client = Client::new(url, trust)?;
+    let client = connect(&conn.server)?;
     let password = account_password(&conn.login, conn.password_file.as_deref(), false)?;
     let session = client.logon(&conn.login, password.expose_secret()).await;
     let session = logon_result(session).with_context(|| format!("logging on as {}", conn.login))?;
@@ -209,6 +222,50 @@ async fn send(
         outln!("refund indicium: {i}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `postvault provider add-account`.
+async fn add_account(
+    server: &ServerTrustArgs,
+    login: &str,
+    password_file: Option<&Path>,
+    new_login: &str,
+    new_password_file: Option<&Path>,
+    role: StaffRole,
+) -> Result<ExitCode> {
+    let client = connect(server)?;
+    // Both passwords before the first request: a prompt is not left
+    // waiting with a session open.
+    let password = account_password(login, password_file, false)?;
+    let new_password =
+        secrets::new_password(new_login, new_password_file, "--new-password-file FILE")?;
+    let session = client.logon(login, password.expose_secret()).await;
+    let session = logon_result(session).with_context(|| format!("logging on as {login}"))?;
+    let client = client.with_token(session.token);
+    let made = client
+        .staff_account(new_login, new_password.expose_secret(), role.as_str())
+        .await;
+    // Best effort: the session expires anyway.
+    let _ = client.logoff().await;
+    let made = made.map_err(|e| match e.status() {
+        Some(403) => anyhow!(e).context(format!(
+            "{login} is not an operator account: log on with an operator (the first one's password is in the server's DATA/operator-credentials.txt)"
+        )),
+        _ => anyhow!(e),
+    })?;
+    outln!("made the {} account {}", made.role, made.login);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client for the server named by `server`, or a usage error.
+fn connect(server: &ServerTrustArgs) -> Result<Client> {
+    let Some(url) = &server.url else {
+        usage!("give --url (the https://HOST:PORT that `postvault serve` printed)");
+    };
+    let Some(trust) = trust_from_flags(server)? else {
+        usage!("give --fingerprint FP (as `postvault serve` printed it) or --cacert PEM");
+    };
+    Ok(Client::new(url, trust)?)
 }
 
 async fn signed(

@@ -20,9 +20,11 @@
 //!   client received is in the ledger, the registers add up, and printing
 //!   works again.
 //! - `provider_is_a_separate_party`: a server that only knows the
-//!   provider's public key (from `postvault provider keygen`); the provider
-//!   authorizes, downloads and refunds with the CLI; the customer's own
-//!   purchase is refused with a 409 naming the provider.
+//!   provider's public key (from `postvault provider keygen`); the operator
+//!   makes the provider's account (`postvault provider add-account`, which
+//!   a customer may not); the provider authorizes, downloads and refunds
+//!   with the CLI; the customer's own purchase is refused with a 409 naming
+//!   the provider.
 //!
 //! The PostgreSQL cluster is started by this binary (`pg_cluster.rs`,
 //! shared with the store's tests); without PostgreSQL the tests fail, never
@@ -814,9 +816,64 @@ async fn provider_is_a_separate_party() {
     let view = erin.meter(&m.id).await.unwrap();
     assert_eq!(view.state, "Assigned");
 
-    // The provider logs on as the operator.
+    // The operator makes the provider's account; the provider logs on
+    // with it.
     let op_pw = tmp.path().join("operator-password");
     std::fs::write(&op_pw, format!("{}\n", operator_password(&data))).unwrap();
+    let provider_pw = tmp.path().join("provider-password");
+    std::fs::write(&provider_pw, "the provider's own password\n").unwrap();
+    let out = provider(&[
+        "add-account",
+        "--url",
+        &server.url,
+        "--fingerprint",
+        &server.fingerprint,
+        "--login",
+        "operator",
+        "--password-file",
+        op_pw.to_str().unwrap(),
+        "--new-login",
+        "acme-provider",
+        "--new-password-file",
+        provider_pw.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("made the provider account acme-provider"),
+        "{out}"
+    );
+    // A customer cannot make accounts, and is told why.
+    let erin_pw = tmp.path().join("erin-password");
+    std::fs::write(&erin_pw, format!("{PW}\n")).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "provider",
+            "add-account",
+            "--url",
+            &server.url,
+            "--fingerprint",
+        ])
+        .args([&server.fingerprint, "--login", "erin", "--password-file"])
+        .arg(&erin_pw)
+        .args(["--new-login", "erins-provider", "--new-password-file"])
+        .arg(&provider_pw)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("erin is not an operator account"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server
+            .client()
+            .logon("erins-provider", "the provider's own password")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(401)
+    );
     let conn = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = [
             "--url",
@@ -824,9 +881,9 @@ async fn provider_is_a_separate_party() {
             "--fingerprint",
             &server.fingerprint,
             "--login",
-            "operator",
+            "acme-provider",
             "--password-file",
-            op_pw.to_str().unwrap(),
+            provider_pw.to_str().unwrap(),
             "--key",
             key.to_str().unwrap(),
             "--passphrase-file",
@@ -870,7 +927,7 @@ async fn provider_is_a_separate_party() {
     assert!(
         money
             .iter()
-            .all(|r| r.reference.to_string().contains("operator")),
+            .all(|r| r.reference.to_string().contains("provider acme-provider")),
         "{money:?}"
     );
     let ledger = erin.indicia(&m.id).await.unwrap();

@@ -17,7 +17,15 @@ pub(crate) struct Credentials<'a> {
     pub(crate) password: &'a str,
 }
 
-/// `POST /v1/accounts` answer.
+/// `POST /v1/staff/accounts` body.
+#[derive(Serialize)]
+pub(crate) struct StaffAccount<'a> {
+    pub(crate) login: &'a str,
+    pub(crate) password: &'a str,
+    pub(crate) role: &'a str,
+}
+
+/// `POST /v1/accounts` and `POST /v1/staff/accounts` answer.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Account {
     /// The login.

@@ -335,6 +335,20 @@ impl Client {
         self.call(Method::POST, "/v1/provider/messages", Some(&body), true)
             .await
     }
+
+    // --- operator ---
+
+    /// `POST /v1/staff/accounts`: as an operator, makes a `provider` or
+    /// `operator` account.
+    pub async fn staff_account(&self, login: &str, password: &str, role: &str) -> Result<Account> {
+        let body = StaffAccount {
+            login,
+            password,
+            role,
+        };
+        self.call(Method::POST, "/v1/staff/accounts", Some(&body), true)
+            .await
+    }
 }
 
 /// A path segment: device IDs are digits and `-`; anything else is

@@ -7,7 +7,10 @@
 //! * `POST /v1/accounts`: sign-up (a customer account);
 //! * `POST /v1/sessions`: logon, returns a bearer token;
 //! * `DELETE /v1/sessions/current`: logoff;
-//! * `GET /v1/me`: the logged-on account.
+//! * `GET /v1/me`: the logged-on account;
+//! * `POST /v1/staff/accounts`: an operator makes a provider or operator
+//!   account;
+//! * the meter and provider routes of `meters_api`.
 //!
 //! Session tokens are 32 random bytes, sent as 64 hex digits; the store
 //! keeps only the SHA-256 of the 32 bytes, so a copy of the database logs
@@ -104,6 +107,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/meters/{device_id}/money"),
     ("GET", "/v1/provider/meters/{device_id}"),
     ("POST", "/v1/provider/messages"),
+    ("POST", "/v1/staff/accounts"),
 ];
 
 fn handler_for(method: &str, path: &str) -> MethodRouter<St> {
@@ -129,6 +133,7 @@ fn handler_for(method: &str, path: &str) -> MethodRouter<St> {
         ("GET", "/v1/meters/{device_id}/money") => get(m::money),
         ("GET", "/v1/provider/meters/{device_id}") => get(m::provider_meter),
         ("POST", "/v1/provider/messages") => post(m::provider_message),
+        ("POST", "/v1/staff/accounts") => post(staff_account),
         _ => unreachable!("ROUTES and handler_for disagree on {method} {path}"),
     }
 }
@@ -461,29 +466,88 @@ async fn sign_up(
     State(st): State<St>,
     ApiJson(req): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if !valid_login(&req.login) {
+    create_account(&st, req.login, req.password, "customer").await
+}
+
+/// A provider or operator account, as an operator asks for it. No
+/// `Debug`: it holds a password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaffAccount {
+    login: String,
+    password: Zeroizing<String>,
+    role: String,
+}
+
+/// The roles an operator may give a new account (customers sign up
+/// themselves).
+const STAFF_ROLES: [&str; 2] = ["provider", "operator"];
+
+/// `POST /v1/staff/accounts`: an operator makes a provider account (the
+/// provider's own logon for `POST /v1/provider/messages`) or another
+/// operator's.
+async fn staff_account(
+    State(st): State<St>,
+    auth: Authed,
+    body: Result<ApiJson<StaffAccount>, ApiError>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // The role first: a non-operator learns nothing from how the body is read.
+    if auth.account.role != "operator" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "only an operator account may make provider and operator accounts",
+        ));
+    }
+    let ApiJson(req) = body?;
+    let Some(role) = STAFF_ROLES.iter().find(|r| **r == req.role) else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "role must be \"provider\" or \"operator\", not {:?} (customers sign up at POST /v1/accounts)",
+                req.role
+            ),
+        ));
+    };
+    let login = req.login.clone();
+    let made = create_account(&st, req.login, req.password, role).await?;
+    eprintln!(
+        "postvault server: operator {} made the {role} account {login:?}",
+        auth.account.login
+    );
+    Ok(made)
+}
+
+/// Checks a new account's login and password, hashes the password and
+/// stores the account with `role`.
+async fn create_account(
+    st: &St,
+    login: String,
+    password: Zeroizing<String>,
+    role: &str,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !valid_login(&login) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "login must be 3 to 64 characters of A-Z, a-z, 0-9, '.', '_', '@' and '-'",
         ));
     }
-    if req.password.chars().count() < MIN_PASSWORD_CHARS {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "password must be at least 12 characters long",
         ));
     }
-    if req.password.len() > MAX_PASSWORD_BYTES {
+    if password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "password must be at most 1024 bytes long",
         ));
     }
-    let hash = hash_password(&st, req.password).await?;
+    let hash = hash_password(st, password).await?;
     let account = Account {
-        login: req.login.clone(),
+        login,
         password_hash: hash,
-        role: "customer".into(),
+        role: role.into(),
         failed_logons: 0,
         locked: false,
         created: st.clock.now(),
@@ -493,7 +557,7 @@ async fn sign_up(
         Err(StoreError::Duplicate { .. }) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!("the login {:?} is taken: choose another", req.login),
+                format!("the login {:?} is taken: choose another", account.login),
             ));
         }
         Err(e) => return Err(ApiError::store("creating an account", e)),

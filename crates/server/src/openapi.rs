@@ -188,6 +188,20 @@ pub(crate) fn document() -> Value {
         "201".into(),
         json_response("The meter ran the command.", "ProviderResult"),
     );
+    let mut staff_account_responses = bad_body(&[
+        ("401", UNAUTHORIZED),
+        ("423", LOCKED),
+        (
+            "403",
+            "The account is not an operator: only operators make provider and operator accounts.",
+        ),
+        ("409", "The login is taken."),
+        (
+            "422",
+            "Unknown or missing fields, a bad login, a password too short or too long, or a role other than `provider` or `operator`.",
+        ),
+    ]);
+    staff_account_responses.insert("201".into(), json_response("Account created.", "Account"));
     let mut paths = json!({
         "/healthz": { "get": {
             "summary": "Liveness and store check.",
@@ -335,6 +349,12 @@ pub(crate) fn document() -> Value {
                 "security": [ { "bearer": [] } ],
                 "requestBody": json_body("ProviderMessageRequest"),
                 "responses": provider_message_responses
+            }},
+            "/v1/staff/accounts": { "post": {
+                "summary": "An operator makes a provider account (the provider's own logon for POST /v1/provider/messages) or another operator's.",
+                "security": [ { "bearer": [] } ],
+                "requestBody": json_body("StaffAccount"),
+                "responses": staff_account_responses
             }}
         }),
     );
@@ -345,8 +365,12 @@ pub(crate) fn document() -> Value {
         "Credentials": { "type": "object", "additionalProperties": false, "required": ["login", "password"], "properties": {
             "login": { "type": "string", "pattern": "^[A-Za-z0-9._@-]{3,64}$" },
             "password": { "type": "string", "minLength": 12, "description": "At least 12 characters, at most 1024 bytes." } } },
+        "StaffAccount": { "type": "object", "additionalProperties": false, "required": ["login", "password", "role"], "properties": {
+            "login": { "type": "string", "pattern": "^[A-Za-z0-9._@-]{3,64}$" },
+            "password": { "type": "string", "minLength": 12, "description": "At least 12 characters, at most 1024 bytes." },
+            "role": { "enum": ["provider", "operator"] } } },
         "Account": { "type": "object", "required": ["login", "role"], "properties": {
-            "login": { "type": "string" }, "role": { "enum": ["customer", "operator"] } } },
+            "login": { "type": "string" }, "role": { "enum": ["customer", "provider", "operator"] } } },
         "NewSession": { "type": "object", "required": ["token", "login", "role", "idle_timeout_secs"], "properties": {
             "token": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "login": { "type": "string" },
             "role": { "type": "string" }, "idle_timeout_secs": { "type": "integer" } } },

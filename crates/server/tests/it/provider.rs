@@ -13,7 +13,7 @@ use postvault_module::psd::ProviderCommand;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use crate::common::{DATE, Fixture, assert_api, assert_refused, piece, run, sign, start};
+use crate::common::{DATE, Fixture, PASSWORD, assert_api, assert_refused, piece, run, sign, start};
 
 static FX: OnceCell<Fixture> = OnceCell::const_new();
 
@@ -235,5 +235,104 @@ fn print_after_refund_is_409() {
             &["in state withdrawn"],
         );
         assert_eq!(fx.snapshot(&c, &m.id).await, before);
+    });
+}
+
+/// An operator makes a provider account; the provider logs on with its
+/// own password and downloads into a meter. Only operators make such
+/// accounts, only with the roles `provider` and `operator`, and a refused
+/// request makes no account.
+#[test]
+fn operators_make_provider_accounts() {
+    run(async {
+        let fx = fx().await;
+        let op = fx.operator().await;
+        let made = op
+            .client
+            .staff_account("acme-provider", PASSWORD, "provider")
+            .await
+            .unwrap();
+        assert_eq!(
+            (made.login.as_str(), made.role.as_str()),
+            ("acme-provider", "provider")
+        );
+        let provider = fx.client();
+        let session = provider.logon("acme-provider", PASSWORD).await.unwrap();
+        assert_eq!(session.role, "provider");
+        let provider = provider.with_token(session.token.clone());
+        let c = fx.customer().await;
+        let m = fx.funded(&c, 10_000).await;
+        let next = provider.provider_meter(&m.id).await.unwrap().next_sequence;
+        let message = sign(&fx.provider_key(), &m.id, next, download(2_000, 10_000));
+        let answer = provider.provider_message(&message).await.unwrap();
+        assert_eq!(answer.control_total_mills, 12_000);
+
+        // Neither a customer nor a provider may make accounts.
+        for (who, token) in [("customer", &c.token), ("provider", &session.token)] {
+            let body =
+                json!({ "login": format!("by-{who}"), "password": PASSWORD, "role": "operator" });
+            let a = fx
+                .json("POST", "/v1/staff/accounts", Some(token), &body)
+                .await;
+            assert_refused(&a, 403, &["only an operator account"]);
+            assert_api(
+                fx.client().logon(&format!("by-{who}"), PASSWORD).await,
+                401,
+                &[],
+            );
+        }
+        // Nobody logged on.
+        let body = json!({ "login": "nobody-made", "password": PASSWORD, "role": "provider" });
+        let a = fx.json("POST", "/v1/staff/accounts", None, &body).await;
+        assert_eq!(a.0, 401, "{a:?}");
+
+        // Bad requests from the operator.
+        let cases = [
+            (
+                json!({ "login": "new-one", "password": PASSWORD, "role": "customer" }),
+                422,
+                "role must be \"provider\" or \"operator\"",
+            ),
+            (
+                json!({ "login": "new-one", "password": PASSWORD, "role": "admin" }),
+                422,
+                "role must be",
+            ),
+            (
+                json!({ "login": "new-one", "password": "short", "role": "provider" }),
+                422,
+                "at least 12 characters",
+            ),
+            (
+                json!({ "login": "x", "password": PASSWORD, "role": "provider" }),
+                422,
+                "login must be 3 to 64 characters",
+            ),
+            (
+                json!({ "login": "new-one", "password": PASSWORD }),
+                422,
+                "missing field `role`",
+            ),
+            (
+                json!({ "login": "new-one", "password": PASSWORD, "role": "provider", "admin": true }),
+                422,
+                "unknown field `admin`",
+            ),
+            (
+                json!({ "login": "acme-provider", "password": PASSWORD, "role": "operator" }),
+                409,
+                "the login \"acme-provider\" is taken",
+            ),
+        ];
+        for (body, status, needle) in cases {
+            let a = fx
+                .json("POST", "/v1/staff/accounts", Some(&op.token), &body)
+                .await;
+            assert_refused(&a, status, &[needle]);
+        }
+        assert_api(fx.client().logon("new-one", PASSWORD).await, 401, &[]);
+        // The taken login kept its role and password.
+        let again = fx.client().logon("acme-provider", PASSWORD).await.unwrap();
+        assert_eq!(again.role, "provider");
     });
 }
