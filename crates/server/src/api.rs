@@ -412,13 +412,19 @@ impl FromRequestParts<St> for Authed {
 }
 
 /// The session and account for `token_hash` from the store; 401 when the
-/// token is unknown (never issued, logged off or expired).
+/// token is unknown (never issued, logged off or expired). The account's
+/// password hash is left out: a session is authorized by its token, and
+/// the hash is then neither handed to the handlers nor kept in the
+/// session cache.
 async fn read_session(st: &St, token_hash: &[u8; 32]) -> Result<(Session, Account), ApiError> {
-    st.store
+    let (session, mut account) = st
+        .store
         .get_session_account(token_hash)
         .await
         .map_err(|e| ApiError::store("reading a session", e))?
-        .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))
+        .ok_or_else(|| ApiError::unauthorized(BAD_TOKEN))?;
+    account.password_hash = String::new();
+    Ok((session, account))
 }
 
 /// How often a session's last activity is written: 1/15 of the idle
@@ -693,6 +699,10 @@ mod tests {
     use tower::ServiceExt as _;
 
     async fn app(dir: &std::path::Path) -> Router {
+        router(app_state(dir).await)
+    }
+
+    async fn app_state(dir: &std::path::Path) -> St {
         let url = format!("sqlite://{}", dir.join("t.sqlite").display());
         let store = postvault_store::open_store(&url).await.unwrap();
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_000_000));
@@ -722,7 +732,7 @@ mod tests {
             committed: Default::default(),
         });
         let printer = crate::printer::start(postal.clone(), 1);
-        router(Arc::new(AppState {
+        Arc::new(AppState {
             store,
             postal,
             printer,
@@ -735,7 +745,72 @@ mod tests {
             argon2_slots: argon2_slots(),
             owners: Default::default(),
             sessions: Default::default(),
-        }))
+        })
+    }
+
+    /// Sends a JSON request; returns the status and the JSON answer.
+    async fn send(
+        app: &Router,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The handlers and the session cache get the account without its
+    /// password hash, whether the session was read from the store or
+    /// from the cache.
+    #[tokio::test]
+    async fn sessions_carry_no_password_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = app_state(tmp.path()).await;
+        let app = router(st.clone());
+        let creds = json!({ "login": "hash-check", "password": "a long enough password" });
+        let (status, _) = send(&app, "POST", "/v1/accounts", None, creds.clone()).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, session) = send(&app, "POST", "/v1/sessions", None, creds).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let token = session["token"].as_str().unwrap();
+        let hash = postvault_crypto::hash::sha256(&[&hex::decode(token).unwrap()]);
+        let stored = st.store.get_account("hash-check").await.unwrap().unwrap();
+        assert!(
+            stored.password_hash.starts_with("$argon2id$"),
+            "the store keeps the hash"
+        );
+        for _ in 0..2 {
+            let (status, me) = send(&app, "GET", "/v1/me", Some(token), Value::Null).await;
+            assert_eq!(
+                (status, me["login"].as_str()),
+                (StatusCode::OK, Some("hash-check"))
+            );
+            let (_, cached) = st.sessions.get(&hash).expect("the session is kept");
+            assert_eq!(cached.login, "hash-check");
+            assert!(
+                cached.password_hash.is_empty(),
+                "the cache must not keep the password hash"
+            );
+        }
     }
 
     /// The OpenAPI document describes exactly the routes the router is

@@ -8,7 +8,9 @@
 //! server process's logoff or lock-out on a shared store within
 //! [`FRESH_FOR`]. A copy that looks idle beyond the timeout is read again
 //! before the session is expired, because another server may have
-//! recorded activity since. The map holds token hashes, never tokens.
+//! recorded activity since. The map holds token hashes, never tokens, and
+//! accounts without their password hashes (`api::read_session` drops
+//! them).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
