@@ -731,12 +731,31 @@ async fn refund(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A history field for people: Unix seconds as a UTC date and time, text
+/// as it is, `-` for nothing.
 fn time_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "-".into(),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .map_or_else(|| n.to_string(), utc_text),
         other => other.to_string(),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc_text(t: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 async fn history(args: &ClientStateArgs, meter: Option<&str>) -> Result<ExitCode> {

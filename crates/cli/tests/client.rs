@@ -324,6 +324,16 @@ fn customer_signs_up_registers_buys_prints_and_refunds() {
 
     // The ledger shows the same 113 bytes, and the label verifies.
     let history = alice.ok(&["history", "--meter", &device]);
+    // Times are dates a person reads, not Unix seconds.
+    let line = history
+        .lines()
+        .find(|l| l.trim().starts_with("piece 1 "))
+        .unwrap();
+    let year = time::OffsetDateTime::now_utc().year();
+    assert!(
+        line.contains(&format!("  {year}-")) && line.contains(" UTC "),
+        "{line}"
+    );
     let ledger = ledger_indicium(&history, 1);
     assert_eq!(ledger.len(), 113);
     assert_eq!(&decoded[..], &ledger[..]);
