@@ -1110,7 +1110,7 @@ pub struct VerifyArgs {
     /// server (--url with --fingerprint or --cacert): the certificate of
     /// the indicium's device is fetched from it (GET
     /// /v1/certificates/DEVICE) and checked against --ca like a local one.
-    #[arg(long, value_name = "PSD.pem", required_unless_present = "url")]
+    #[arg(long, value_name = "PSD.pem")]
     pub cert: Option<PathBuf>,
     /// Where to fetch the PSD certificate from when --cert is not given.
     #[command(flatten)]

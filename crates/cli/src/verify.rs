@@ -33,6 +33,11 @@ pub fn run(a: VerifyArgs) -> Result<ExitCode> {
         (None, None, Some(p)) => Source::Bytes(p),
         _ => usage!("give exactly one of IMAGE, --hex HEX or --bytes FILE"),
     };
+    if a.cert.is_none() && a.server.url.is_none() {
+        usage!(
+            "give the PSD's certificate with --cert PSD.pem, or the postal server with --url URL (and --fingerprint FP or --cacert PEM) to fetch it from"
+        );
+    }
     // Usage and file errors first, so that a verdict is only ever about the label.
     let raw = match &source {
         Source::Hex(hex) => {

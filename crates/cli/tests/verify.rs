@@ -406,6 +406,11 @@ fn usage_and_file_errors() {
     // Neither --cert nor --url: a usage error saying what to give.
     let o = postvault(&["verify", &t.label, "--ca", &t.ca]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--cert PSD.pem, or the postal server with --url"),
+        "{}",
+        text(&o)
+    );
     // --url without a way to trust the server: a usage error.
     let o = postvault(&[
         "verify",
