@@ -246,6 +246,10 @@ pub struct Module {
     /// user, with the KEK token and sealed key each came from (see
     /// `prepared_user_key`); cleared with `signing_keys`.
     user_keys: HashMap<(DeviceId, String), CachedUserKey>,
+    /// The packages this module last sealed in Create Indicia, by device
+    /// ID, with the exact sealed package it handed out (see
+    /// `take_package`); cleared with `signing_keys` and by rollbacks.
+    packages: HashMap<String, (SealedPackage, PsdPackage)>,
     /// While a command makes several entries: the next one joins the
     /// pending entries instead of replacing them.
     joining_pending: bool,
@@ -309,6 +313,7 @@ impl Module {
             keep_on_error: false,
             signing_keys: HashMap::new(),
             user_keys: HashMap::new(),
+            packages: HashMap::new(),
             joining_pending: false,
             _lock: lock,
         };
@@ -1078,6 +1083,7 @@ impl Module {
     fn forget_unwrapped_keys(&mut self) {
         self.signing_keys.clear();
         self.user_keys.clear();
+        self.packages.clear();
     }
 
     fn zeroize_all(&mut self) {

@@ -145,6 +145,9 @@ impl Module {
     /// Forgets transactions after `seq` (a recovered or accepted rollback):
     /// their numbers are discarded and the meters they touched forgotten.
     fn discard_after(&mut self, seq: u64) {
+        // Packages kept from the discarded transactions go too (check_stamp
+        // would refuse them anyway).
+        self.packages.clear();
         let counter = self.nvm.checkpoint_counter;
         if seq < counter {
             self.nvm.discarded.push((seq + 1, counter));

@@ -9,6 +9,10 @@ use crate::psd::{IndiciumItem, IssuedIndicium};
 /// The most items one Create Indicia batch may carry.
 pub const MAX_BATCH_ITEMS: usize = 1024;
 
+/// The most packages kept between Create Indicia batches (as many as the
+/// signing keys kept).
+const PACKAGE_CACHE: usize = 4096;
+
 impl Module {
     /// Create Refund Indicium (seed 002; provider-signed, leased or password
     /// reset): the same checks as an indicium with the provider in place of
@@ -205,17 +209,16 @@ impl Module {
         stamp: psd::PackageStamp,
         now: i64,
     ) -> Result<(IssuedIndicium, AuditData, (u64, u64), DeviceId), ModuleError> {
-        let mut package = PsdPackage::open(
-            &item.package,
-            self.nvm.mks_active.as_ref(),
-            self.nvm.mks_dormant.as_ref(),
-        )?;
+        let mut package = self.take_package(&item.package)?;
         psd::check_psd_allowed(PsdCommandKind::CreateIndicium, package.state)?;
         self.check_stamp(&package)?;
         let piece = self.issue_indicium(&mut package, &item.request, false, now)?;
         package.stamp = Some(stamp);
         package.last_transaction = Some(now);
         let sealed = self.seal_package_with_nonce(&package, piece.nonce)?;
+        let registers = (package.ascending, package.descending);
+        let device = package.device;
+        self.keep_package(&sealed, package);
         Ok((
             IssuedIndicium {
                 package: sealed,
@@ -225,8 +228,34 @@ impl Module {
                 mac: piece.mac,
             },
             piece.audit,
-            (package.ascending, package.descending),
-            package.device,
+            registers,
+            device,
         ))
+    }
+
+    /// The package `sealed` holds: the one this module kept when it sealed
+    /// exactly these bytes (so they need not be opened again), else opened
+    /// and authenticated under the MKS. Either way the copy kept is gone:
+    /// a package is used once, by the command that takes it.
+    fn take_package(&mut self, sealed: &SealedPackage) -> Result<PsdPackage, ModuleError> {
+        if let Some((kept, package)) = self.packages.remove(&sealed.device_id)
+            && kept == *sealed
+        {
+            return Ok(package);
+        }
+        PsdPackage::open(
+            sealed,
+            self.nvm.mks_active.as_ref(),
+            self.nvm.mks_dormant.as_ref(),
+        )
+    }
+
+    /// Keeps `package`, just sealed as `sealed`, for [`Self::take_package`].
+    fn keep_package(&mut self, sealed: &SealedPackage, package: PsdPackage) {
+        if !self.packages.contains_key(&sealed.device_id) && self.packages.len() >= PACKAGE_CACHE {
+            self.packages.clear();
+        }
+        self.packages
+            .insert(sealed.device_id.clone(), (sealed.clone(), package));
     }
 }

@@ -1243,3 +1243,97 @@ fn a_power_loss_after_a_batch_reached_nvm_loses_none_of_its_audit_entries() {
         "the chain has no hole"
     );
 }
+
+/// A Create Indicia batch of one piece of `postage` on `cl`'s package and
+/// checkpoint: on success the client keeps the new package, checkpoint and
+/// challenge; a refused piece changes nothing and gives its error.
+fn batch_of_one(cl: &mut Client, postage: u64) -> Result<(), ModuleError> {
+    let req = Request::CreateIndicia {
+        checkpoint: cl.m.checkpoint.clone(),
+        items: vec![IndiciumItem {
+            package: cl.m.package.clone(),
+            request: cl.request(postage),
+        }],
+    };
+    match ok(&mut cl.m.c, req) {
+        Response::IndiciaCreated {
+            mut results,
+            checkpoint,
+        } => match results.pop().expect("one result") {
+            Ok(issued) => {
+                cl.m.package = issued.package;
+                cl.m.checkpoint = Some(checkpoint.expect("a checkpoint for the piece"));
+                cl.challenge = issued.new_challenge;
+                Ok(())
+            }
+            Err(e) => {
+                assert!(checkpoint.is_none(), "a refused piece moves no checkpoint");
+                Err(e)
+            }
+        },
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The module keeps the packages it sealed in Create Indicia so that the
+/// next batch need not open them again; only the very bytes it handed out
+/// get the kept copy. With the copy warm, a package with one flipped byte
+/// is refused as altered, an older package as stale, and the package of a
+/// transaction Auto-Recover discarded as discarded; the registers come out
+/// as if nothing were kept.
+#[test]
+fn packages_kept_between_batches_serve_only_the_bytes_handed_out() {
+    let mut cl = Client::funded(10_000);
+    batch_of_one(&mut cl, 500).unwrap();
+    // Served from the kept copy.
+    batch_of_one(&mut cl, 600).unwrap();
+    let row = db(&cl);
+
+    // One flipped byte in the sealed package, with its genuine copy kept.
+    let mut flipped = row.package.clone();
+    let mid = flipped.sealed.len() / 2;
+    flipped.sealed[mid] ^= 0x01;
+    cl.m.package = flipped;
+    let e = batch_of_one(&mut cl, 700).unwrap_err();
+    assert_rejected(&e, "failed authentication");
+    restore(&mut cl, &row);
+    batch_of_one(&mut cl, 700).unwrap();
+    let newer = db(&cl);
+
+    // The older package, with the newer one kept and the current checkpoint.
+    cl.m.package = row.package.clone();
+    cl.challenge = row.challenge;
+    let e = batch_of_one(&mut cl, 800).unwrap_err();
+    assert_stale(&e, "since made transaction");
+    restore(&mut cl, &newer);
+
+    // A batch the database then loses: its package is kept by the module
+    // until Auto-Recover discards the transaction.
+    batch_of_one(&mut cl, 800).unwrap();
+    let lost = db(&cl);
+    assert_eq!(auto_recover(&mut cl.m.c, &newer.checkpoint), 1);
+    restore(&mut cl, &lost);
+    cl.m.checkpoint = Some(newer.checkpoint.clone());
+    let e = batch_of_one(&mut cl, 900).unwrap_err();
+    assert_stale(&e, "which a recovered rollback discarded");
+
+    // The database's package goes on; the discarded 800 mills are nowhere.
+    restore(&mut cl, &newer);
+    batch_of_one(&mut cl, 900).unwrap();
+    batch_of_one(&mut cl, 100).unwrap();
+    let s = match ok(
+        &mut cl.m.c,
+        Request::RetrievePsdStatus {
+            package: cl.m.package.clone(),
+            checkpoint: cl.m.checkpoint.clone(),
+        },
+    ) {
+        Response::PsdStatus(s) => s,
+        other => panic!("unexpected {other:?}"),
+    };
+    let ar = 500 + 600 + 700 + 900 + 100;
+    assert_eq!(
+        (s.ascending_mills, s.descending_mills, s.piece_count),
+        (ar, 10_000 - ar, 5)
+    );
+}
