@@ -96,8 +96,9 @@ pub enum Command {
     /// with `postvault client signup`.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// The provider (the vendor's e-commerce side): make the provider key,
-    /// authorize a customer's meter, download postage value, refund a meter.
+    /// The provider (the vendor's e-commerce side): make the provider key
+    /// and the provider's account, authorize a customer's meter, download
+    /// postage value, refund a meter.
     ///
     /// Each message is signed with the provider's ECDSA P-256 key, kept in
     /// a passphrase-protected key file (`provider keygen`), and sent to the
@@ -430,12 +431,14 @@ pub enum ProviderCommand {
         #[arg(long, value_name = "DOLLARS", allow_hyphen_values = true)]
         amount: String,
     },
-    /// Make a provider account (the provider's own logon for these
-    /// commands, instead of an operator's) or another operator account on
-    /// the server. Logs on with an operator account (--login, its password
-    /// from --password-file, else POSTVAULT_PASSWORD, else a prompt); the
-    /// new account's password comes from --new-password-file, else it is
-    /// prompted for twice.
+    /// An operator makes the provider's account (or another operator's) on
+    /// the server.
+    ///
+    /// The provider then logs on with its own account for the message
+    /// commands, instead of an operator's. Logs on with an operator account
+    /// (--login, its password from --password-file, else
+    /// POSTVAULT_PASSWORD, else a prompt); the new account's password comes
+    /// from --new-password-file, else it is prompted for twice.
     AddAccount {
         #[command(flatten)]
         server: ServerTrustArgs,
