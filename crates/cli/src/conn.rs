@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use postvault_crypto::Faults;
 use postvault_module::audit_sink::{AUDIT_LOG_FILE, CaptureSink, Captured, FileAuditSink};
 use postvault_module::nvm::NVM_FILE;
@@ -118,9 +118,15 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects to the module and opens a secure session.
-    pub fn open(conn: &ConnArgs, verbose: bool) -> Result<Self> {
+    /// Connects to the module and opens a secure session. With --dir the
+    /// directory must exist unless `may_create` (only `module init` makes
+    /// a new module): a mistyped path is an error, not a new, empty module.
+    pub fn open(conn: &ConnArgs, verbose: bool, may_create: bool) -> Result<Self> {
         match target(conn)? {
+            Target::Dir(dir) if !may_create && !dir.is_dir() => bail!(
+                "there is no module directory {}: check --dir (or POSTVAULT_MODULE_DIR); a new module is made with `postvault module init --dir DIR ...`",
+                dir.display()
+            ),
             Target::Socket(path) => {
                 let client = ModuleClient::socket(&path)?;
                 Ok(Self {
@@ -247,7 +253,27 @@ pub fn with_module<T>(
     verbose: bool,
     f: impl FnOnce(&mut Conn) -> Result<T>,
 ) -> Result<T> {
-    let mut c = Conn::open(conn, verbose)?;
+    with_module_in(conn, op, verbose, false, f)
+}
+
+/// [`with_module`] for `module init`: a --dir that does not exist yet is
+/// made.
+pub fn with_new_module<T>(
+    conn: &ConnArgs,
+    verbose: bool,
+    f: impl FnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    with_module_in(conn, None, verbose, true, f)
+}
+
+fn with_module_in<T>(
+    conn: &ConnArgs,
+    op: Option<&OperatorArgs>,
+    verbose: bool,
+    may_create: bool,
+    f: impl FnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    let mut c = Conn::open(conn, verbose, may_create)?;
     let result = match op {
         Some(op) => c.logon(op).and_then(|_| f(&mut c)),
         None => f(&mut c),

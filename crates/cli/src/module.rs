@@ -18,7 +18,9 @@ use crate::cli::{
     AdminAction, ConnArgs, InitArgs, ModuleCommand, OperatorArgs, ServeArgs, SettingsArgs,
     UserCommand,
 };
-use crate::conn::{self, Conn, LocalOptions, SystemClock, unexpected, with_module};
+use crate::conn::{
+    self, Conn, LocalOptions, SystemClock, unexpected, with_module, with_new_module,
+};
 use crate::output::{self, rfc3339};
 use crate::{keys, out, outln, secrets, usage};
 
@@ -314,7 +316,7 @@ fn init(a: InitArgs, verbose: bool) -> Result<ExitCode> {
     let so_password = users[1].password.clone();
     let time = a.time.unwrap_or_else(|| SystemClock.now());
 
-    let (status, transport_key) = with_module(&a.conn, None, verbose, |c| {
+    let (status, transport_key) = with_new_module(&a.conn, verbose, |c| {
         let before = c.status()?;
         if before.current_state != ModuleState::Uninitialized {
             bail!(

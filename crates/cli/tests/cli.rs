@@ -365,6 +365,25 @@ fn module_options_are_checked() {
     let o = run(&["module", "status", "--socket", "/x.sock", "--dir", "/x"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
+    // A --dir that does not exist is a mistake, not a new module: only
+    // `module init` makes one.
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("no-such-module");
+    for cmd in [&["status"][..], &["whoami", "--as", "so"]] {
+        let mut args = vec!["module"];
+        args.extend(cmd);
+        args.extend(["--dir", s(&typo)]);
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("there is no module directory")
+                && text(&o).contains("postvault module init"),
+            "{cmd:?}: {}",
+            text(&o)
+        );
+        assert!(!typo.exists(), "{cmd:?} made {}", typo.display());
+    }
+
     let tmp = tempfile::tempdir().unwrap();
     let socket = tmp.path().join("nobody.sock");
     let o = run(&["module", "status", "--socket", s(&socket)]);
