@@ -367,7 +367,8 @@ pub enum Request {
         /// `psd::CustomerSecrets`, sealed with `psd::seal_customer_secrets`.
         secrets: HpkeSealed,
     },
-    /// Retrieve PSD Status: registers and state (changes nothing).
+    /// Retrieve PSD Status: registers and state (changes nothing but the
+    /// audit log, where it has its entry).
     RetrievePsdStatus {
         /// The sealed package.
         package: SealedPackage,

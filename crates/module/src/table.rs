@@ -409,8 +409,6 @@ impl CommandKind {
             | C::GetStatus
             | C::QueryCurrentRole
             | C::QueryCurrentUser
-            | C::RetrievePsdPublicKey
-            | C::RetrievePsdStatus
             | C::RetrieveCheckpoint => (false, Audit::None),
             C::Logon | C::ChangePassword | C::CreateUser | C::InitializeAccessControl => {
                 (true, Audit::Entry)
@@ -429,6 +427,8 @@ impl CommandKind {
             | C::CreateAuditEntry
             | C::RunSelfTests
             | C::InitializePsd
+            | C::RetrievePsdPublicKey
+            | C::RetrievePsdStatus
             | C::AuthorizePsd
             | C::ConfigurePsd
             | C::AuthorizeCustomer

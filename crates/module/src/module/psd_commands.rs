@@ -155,12 +155,14 @@ impl Module {
         let package =
             self.open_package(PsdCommandKind::RetrievePsdPublicKey, sealed, checkpoint)?;
         let public_key = self.package_public_key(&package, now)?.to_vec();
+        let device_id = package.device.to_string();
         Ok(Outcome::new(Response::PsdPublicKey(PsdPublicKey {
-            device_id: package.device.to_string(),
+            device_id: device_id.clone(),
             state: package.state,
             public_key,
             certificate_serial: package.certificate_serial,
-        })))
+        }))
+        .with("device", device_id))
     }
 
     /// The package's indicium public key, from its signing key token.

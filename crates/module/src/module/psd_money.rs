@@ -94,14 +94,20 @@ impl Module {
         .with("state", package.state.to_string()))
     }
 
-    /// Retrieve PSD Status: the registers and state; changes nothing.
+    /// Retrieve PSD Status: the registers and state; changes nothing but
+    /// its audit entry (issue 3: every PSD command is audited).
     pub(super) fn cmd_retrieve_psd_status(
         &self,
         sealed: &SealedPackage,
         checkpoint: Option<&SignedCheckpoint>,
     ) -> Result<Outcome, ModuleError> {
         let package = self.open_package(PsdCommandKind::RetrievePsdStatus, sealed, checkpoint)?;
-        Ok(Outcome::new(Response::PsdStatus(package.status())))
+        let status = package.status();
+        let device_id = status.device_id.clone();
+        let state = status.state.to_string();
+        Ok(Outcome::new(Response::PsdStatus(status))
+            .with("device", device_id)
+            .with("state", state))
     }
 
     /// Create Indicia: Create Indicium for each item, with one checkpoint,

@@ -9,6 +9,7 @@ use postvault_module::psd::{
 use postvault_module::{ModuleClient, Request, Response};
 
 use crate::common::*;
+use crate::psd_lifecycle::nvm_without_audit_of;
 
 const DEVICE: DeviceId = DeviceId {
     vendor: 42,
@@ -148,7 +149,7 @@ fn a_tampered_package_is_refused_and_changes_nothing() {
         ..DEVICE
     };
     let (other_package, _) = init_psd(&mut c, other);
-    let nvm = nvm_bytes(&f);
+    let nvm = nvm_without_audit_of(&f);
     let log_len = audit_log(&f).len();
 
     let mut bad = Vec::new();
@@ -176,6 +177,7 @@ fn a_tampered_package_is_refused_and_changes_nothing() {
     p.sealed.truncate(10);
     bad.push(("truncated".into(), p));
 
+    let refusals = bad.len();
     for (what, p) in bad {
         match retrieve(&mut c, &p) {
             Err(ModuleError::Rejected(msg)) => {
@@ -184,8 +186,20 @@ fn a_tampered_package_is_refused_and_changes_nothing() {
             other => panic!("{what}: {other:?}"),
         }
     }
-    assert_eq!(nvm_bytes(&f), nvm, "a refusal changed the NVM");
-    assert_eq!(audit_log(&f).len(), log_len, "a refusal wrote an entry");
+    assert_eq!(
+        nvm_without_audit_of(&f),
+        nvm,
+        "a refusal changed the NVM beyond its audit entry"
+    );
+    // Each refusal has its audit entry (issue 3: every command is audited).
+    let log = audit_log(&f);
+    assert_eq!(log.len(), log_len + refusals, "one entry per refusal");
+    if let Some(e) = log[log_len..]
+        .iter()
+        .find(|e| e.command != "RetrievePsdPublicKey" || e.reason != "rejected")
+    {
+        panic!("not a Retrieve PSD Public Key refusal: {e:?}");
+    }
     // The genuine package still opens.
     assert_eq!(retrieve(&mut c, &package).unwrap().state, PsdState::Raw);
 }
@@ -230,7 +244,8 @@ fn a_package_under_the_previous_mks_is_refused_until_translated_then_works() {
         ok(c, Request::GenerateMks);
         ok(c, Request::ActivateMks);
     });
-    let nvm = nvm_bytes(&f);
+    let nvm = nvm_without_audit_of(&f);
+    let log_len = audit_log(&f).len();
     match retrieve(&mut c, &package) {
         Err(ModuleError::KeyState(msg)) => {
             assert!(msg.contains("previous MKS"), "{msg}");
@@ -238,7 +253,10 @@ fn a_package_under_the_previous_mks_is_refused_until_translated_then_works() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(nvm_bytes(&f), nvm);
+    assert_eq!(nvm_without_audit_of(&f), nvm);
+    let log = audit_log(&f);
+    assert_eq!(log.len(), log_len + 1, "the refusal has its audit entry");
+    assert_eq!(log[log_len].reason, "key-state");
     // Translate Package re-seals it under the new MKS: same PSD, same key.
     let before = match ok(
         &mut c,

@@ -388,19 +388,7 @@ impl Meter {
     /// The NVM image without its audit chain state (which every audited
     /// command, refusals included, advances).
     pub(crate) fn nvm_without_audit(&self) -> Vec<u8> {
-        let seal = open_provider(
-            &SealConfig::File {
-                key_path: self.f.path().join("seal.key"),
-            },
-            false,
-        )
-        .unwrap();
-        let mut image = NvmStore::new(&self.f.path().join("module"), seal)
-            .load()
-            .unwrap()
-            .expect("an NVM");
-        image.audit = None;
-        postcard::to_stdvec(&image).unwrap()
+        nvm_without_audit_of(&self.f)
     }
 
     /// Sends a request that must be refused; checks that it changed nothing
@@ -918,4 +906,22 @@ fn a_broken_register_invariant_is_an_internal_error() {
     assert!(matches!(p.check_registers(), Err(ModuleError::Internal(_))));
     p.ascending = u64::MAX;
     assert!(matches!(p.check_registers(), Err(ModuleError::Internal(_))));
+}
+
+/// The NVM image of the module in `f` without its audit chain state (which
+/// every audited command, refusals included, advances).
+pub(crate) fn nvm_without_audit_of(f: &Fixture) -> Vec<u8> {
+    let seal = open_provider(
+        &SealConfig::File {
+            key_path: f.path().join("seal.key"),
+        },
+        false,
+    )
+    .unwrap();
+    let mut image = NvmStore::new(&f.path().join("module"), seal)
+        .load()
+        .unwrap()
+        .expect("an NVM");
+    image.audit = None;
+    postcard::to_stdvec(&image).unwrap()
 }

@@ -730,7 +730,7 @@ fn retrieve_psd_status_reports_the_registers_and_the_current_challenge() {
     let mut cl = Client::funded(10_000);
     cl.create_checked(730, 730, 9_270, 1);
     correct(&mut cl, 70);
-    let nvm = nvm_bytes(&cl.m.f);
+    let nvm = cl.m.nvm_without_audit();
     let log_len = audit_log(&cl.m.f).len();
     let s = psd_status(&mut cl.m);
     assert_eq!(s.device_id, DEVICE.to_string());
@@ -749,9 +749,18 @@ fn retrieve_psd_status_reports_the_registers_and_the_current_challenge() {
         "the client's current challenge"
     );
     assert!(s.last_transaction.is_some());
-    // It changed nothing: not the NVM, not the audit log, not the chain.
-    assert_eq!(nvm_bytes(&cl.m.f), nvm);
-    assert_eq!(audit_log(&cl.m.f).len(), log_len);
+    // It changed nothing but the audit log, where it has its entry
+    // naming the meter (issue 3: every command is audited).
+    assert_eq!(cl.m.nvm_without_audit(), nvm);
+    let log = audit_log(&cl.m.f);
+    assert_eq!(log.len(), log_len + 1);
+    let entry = &log[log_len];
+    assert_eq!(
+        (entry.command.as_str(), entry.reason.as_str()),
+        ("RetrievePsdStatus", "ok")
+    );
+    assert_eq!(entry.data.get("device"), Some(&DEVICE.to_string()));
+    assert_eq!(entry.data.get("state").map(String::as_str), Some("leased"));
     assert_eq!(psd_status(&mut cl.m), s);
     cl.create_checked(200, 1_000, 9_000, 3);
 }
