@@ -195,6 +195,7 @@ impl Server {
             task,
             sweeper,
             postal: shutdown_postal,
+            all_modules: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -212,6 +213,9 @@ pub struct RunningServer {
     task: JoinHandle<()>,
     sweeper: JoinHandle<()>,
     postal: Arc<postal::Postal>,
+    /// One caller at a time may hold every module at once (two that each
+    /// held some and waited for the rest would wait forever).
+    all_modules: tokio::sync::Mutex<()>,
 }
 
 impl RunningServer {
@@ -245,8 +249,9 @@ impl RunningServer {
     /// Each in-service module's audit verification key, exported by the
     /// module's Auditor operator: (module ID, 65-byte ECDSA P-256 key). The
     /// audit entries of the exports are stored like every other. Waits for
-    /// every module to be free.
+    /// every module to be free; concurrent calls take turns.
     pub async fn export_audit_keys(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let _turn = self.all_modules.lock().await;
         let mut held = Vec::new();
         for _ in 0..self.pool.in_service() {
             held.push(self.pool.checkout().await?);
