@@ -299,7 +299,8 @@ pub enum ClientCommand {
     },
     /// Refund the meter's remaining postage and withdraw it (it cannot
     /// print afterwards). Checks the refund indicium's signature and, with
-    /// --out, writes it as a label.
+    /// --out, writes it as a label. Asks for --yes: a withdrawal cannot be
+    /// undone.
     Refund {
         #[command(flatten)]
         state: ClientStateArgs,
@@ -309,6 +310,9 @@ pub enum ClientCommand {
         /// Write the refund indicium's label here (PDF, and PNG beside it).
         #[arg(long, value_name = "FILE.pdf")]
         out: Option<PathBuf>,
+        /// Confirm: the meter is withdrawn for good.
+        #[arg(long)]
+        yes: bool,
     },
     /// The meter's pieces (with their indicium hex) and money movements.
     History {

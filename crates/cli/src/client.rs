@@ -65,9 +65,12 @@ pub fn run(cmd: ClientCommand) -> Result<ExitCode> {
             ClientCommand::Correct { state, piece } => {
                 print(&state, &piece, Kind::Correction).await
             }
-            ClientCommand::Refund { state, meter, out } => {
-                refund(&state, meter.as_deref(), out.as_deref()).await
-            }
+            ClientCommand::Refund {
+                state,
+                meter,
+                out,
+                yes,
+            } => refund(&state, meter.as_deref(), out.as_deref(), yes).await,
             ClientCommand::History { state, meter } => history(&state, meter.as_deref()).await,
             ClientCommand::Bulk {
                 state,
@@ -692,6 +695,7 @@ async fn refund(
     args: &ClientStateArgs,
     meter: Option<&str>,
     out: Option<&Path>,
+    yes: bool,
 ) -> Result<ExitCode> {
     if let Some(o) = out {
         refuse_existing(o)?;
@@ -699,6 +703,12 @@ async fn refund(
     let s = open_session(args)?;
     s.require_token()?;
     let meter = s.state.pick_meter(&s.config.login, meter)?;
+    if !yes {
+        usage!(
+            "a refund withdraws meter {} for good: it prints nothing afterwards; to go ahead, run again with --yes",
+            meter.device_id
+        );
+    }
     let device = meter.device()?;
     let cert_der = customer::certificate_der(&meter.certificate_pem)?;
     let answer = api(s.client.refund(&meter.device_id).await)

@@ -425,8 +425,17 @@ fn customer_signs_up_registers_buys_prints_and_refunds() {
     assert!(out.contains("$47.040"), "{out}");
     assert!(out.contains("pieces               5"), "{out}");
 
-    // Refund, then the meter cannot print.
-    let out = alice.ok(&["refund", "--meter", &device]);
+    // Refund: without --yes nothing happens; then the meter cannot print.
+    let out = alice.run(&["refund", "--meter", &device]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains(&format!("withdraws meter {device} for good")) && e.contains("--yes"),
+        "{e}"
+    );
+    let out = alice.ok(&["status", "--meter", &device]);
+    assert!(out.contains("$47.040") && out.contains("(Leased)"), "{out}");
+    let out = alice.ok(&["refund", "--meter", &device, "--yes"]);
     assert!(out.contains("refunded $47.040"), "{out}");
     let e = alice.fails(&[
         "print",
