@@ -159,7 +159,11 @@ fn config_with_trust(url: String, trust: Trust, login: String) -> ClientConfig {
 fn api<T>(r: std::result::Result<T, ClientError>) -> Result<T> {
     r.map_err(|e| {
         let no_route = matches!(&e, ClientError::Api { status: 404, message } if message.contains("no such route"));
+        let withdrawn = matches!(&e, ClientError::Api { status: 409, message } if message.contains("in state withdrawn"));
         let hint = match e.status() {
+            Some(409) if withdrawn => Some(
+                "this meter was refunded and withdrawn: it does nothing more; `postvault client register --zip ZIP` gets a new one",
+            ),
             Some(404) if no_route => Some(
                 "this server does not offer that API route: it may run an older postvault than this client",
             ),

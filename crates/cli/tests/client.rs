@@ -446,7 +446,10 @@ fn customer_signs_up_registers_buys_prints_and_refunds() {
         "--out",
         work.path().join("after.pdf").to_str().unwrap(),
     ]);
-    assert!(!e.is_empty());
+    assert!(
+        e.contains("refunded and withdrawn") && e.contains("postvault client register"),
+        "{e}"
+    );
     let history = alice.ok(&["history"]);
     assert!(history.contains("refund"), "{history}");
 
