@@ -1,6 +1,6 @@
 //! AES-256-GCM. Sealed format for [`seal`]: 12-byte random nonce || ciphertext || 16-byte tag.
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::{CryptoError, SecretBytes, SecretKey32, rng::Rng};
 
@@ -65,16 +65,40 @@ pub fn seal_with_nonce(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    let key = aes_key(key)?;
-    let mut buf = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
+    let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
     buf.extend_from_slice(plaintext);
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(aad),
-        &mut *buf,
-    )
-    .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed"))?;
-    Ok(std::mem::take(&mut *buf))
+    seal_in_place_with_nonce(key, nonce, aad, &mut buf)?;
+    Ok(buf)
+}
+
+/// [`seal_with_nonce`] where the plaintext lies: `buf` is encrypted in place
+/// and then the tag appended, so no copy of the plaintext is left behind
+/// (a reallocation for the tag moves ciphertext only). On failure `buf` is
+/// wiped.
+pub fn seal_in_place_with_nonce(
+    key: &SecretKey32,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let sealed = aes_key(key).and_then(|key| {
+        key.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf[..],
+        )
+        .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed"))
+    });
+    match sealed {
+        Ok(tag) => {
+            buf.extend_from_slice(tag.as_ref());
+            Ok(())
+        }
+        Err(e) => {
+            buf.zeroize();
+            Err(e)
+        }
+    }
 }
 
 /// Opens the output of [`seal_with_nonce`].
@@ -87,6 +111,17 @@ pub fn open_with_nonce(
     open_in(&aes_key(key)?, nonce, aad, ct_and_tag)
 }
 
+/// [`open_with_nonce`] taking the sealed bytes by value: they are decrypted
+/// where they lie instead of copied first.
+pub fn open_owned_with_nonce(
+    key: &SecretKey32,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    ct_and_tag: Vec<u8>,
+) -> Result<SecretBytes, CryptoError> {
+    open_vec(&aes_key(key)?, nonce, aad, Zeroizing::new(ct_and_tag))
+}
+
 fn open_in(
     key: &LessSafeKey,
     nonce: [u8; NONCE_LEN],
@@ -96,8 +131,20 @@ fn open_in(
     if ct_and_tag.len() < TAG_LEN {
         return Err(CryptoError::Decrypt);
     }
-    // Whatever happens, the working buffer is wiped unless it is handed out.
-    let mut buf = Zeroizing::new(ct_and_tag.to_vec());
+    open_vec(key, nonce, aad, Zeroizing::new(ct_and_tag.to_vec()))
+}
+
+/// Decrypts `buf` in place. Whatever happens, the working buffer is wiped
+/// unless it is handed out.
+fn open_vec(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    mut buf: Zeroizing<Vec<u8>>,
+) -> Result<SecretBytes, CryptoError> {
+    if buf.len() < TAG_LEN {
+        return Err(CryptoError::Decrypt);
+    }
     let pt_len = key
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),

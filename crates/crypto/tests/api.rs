@@ -247,6 +247,42 @@ fn aead_tamper_is_detected() {
     assert!(aead::open_with_nonce(&key, nonce, b"a", &ct[..15]).is_err());
 }
 
+#[test]
+fn aead_in_place_matches_the_copying_functions() {
+    let mut r = rng();
+    let key = r.key32().unwrap();
+    let nonce = [9u8; 12];
+    let text = b"a session frame's body".to_vec();
+    let copied = aead::seal_with_nonce(&key, nonce, b"header", &text).unwrap();
+    let mut in_place = text.clone();
+    aead::seal_in_place_with_nonce(&key, nonce, b"header", &mut in_place).unwrap();
+    assert_eq!(in_place, copied);
+    assert_eq!(in_place.len(), text.len() + aead::TAG_LEN);
+    assert_eq!(
+        aead::open_owned_with_nonce(&key, nonce, b"header", in_place.clone())
+            .unwrap()
+            .expose_secret(),
+        &text[..]
+    );
+    // Any changed byte, another header or nonce, or a cut tag is refused.
+    for i in 0..in_place.len() {
+        let mut bad = in_place.clone();
+        bad[i] ^= 0x40;
+        assert_eq!(
+            aead::open_owned_with_nonce(&key, nonce, b"header", bad).unwrap_err(),
+            CryptoError::Decrypt,
+            "byte {i}"
+        );
+    }
+    assert!(aead::open_owned_with_nonce(&key, nonce, b"headex", in_place.clone()).is_err());
+    assert!(aead::open_owned_with_nonce(&key, [8u8; 12], b"header", in_place.clone()).is_err());
+    for n in 0..aead::TAG_LEN {
+        assert!(
+            aead::open_owned_with_nonce(&key, nonce, b"header", in_place[..n].to_vec()).is_err()
+        );
+    }
+}
+
 // -------------------------------------------------------------------- ecdsa
 
 #[test]

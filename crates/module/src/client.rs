@@ -182,11 +182,13 @@ impl ModuleClient {
         self.session.session_id()
     }
 
-    /// Sends a command; encrypts it when it carries a secret. Returns the reply,
-    /// whose result may be a module error.
+    /// Sends a command, encrypted, and returns the reply, whose result may
+    /// be a module error. Every request is encrypted, not only those that
+    /// carry a secret: an encrypted frame is authenticated by its AES-256-GCM
+    /// tag, which costs less than the HMAC-SHA-256 of a frame in the clear
+    /// (a Create Indicia batch runs to hundreds of kilobytes each way).
     pub fn call(&mut self, req: &Request) -> Result<Reply, ClientError> {
-        let encrypted = req.kind().spec().encrypted;
-        self.call_with(req, encrypted)
+        self.call_with(req, true)
     }
 
     /// Like [`Self::call`] with explicit choice of encryption.
@@ -200,7 +202,7 @@ impl ModuleClient {
     fn read_reply(&self, answer: &[u8], counter: u64) -> Result<Reply, ClientError> {
         match session::decode::<ResponseFrame>(answer)? {
             ResponseFrame::Sealed(f) => {
-                let plain = self.session.unwrap(&f, counter)?;
+                let plain = self.session.unwrap(f, counter)?;
                 Ok(Reply::decode(plain.expose_secret())?)
             }
             ResponseFrame::Refused(why) => Err(ClientError::Refused(why)),

@@ -6,8 +6,12 @@
 //! shared secret, salted with both public keys. They are never used directly:
 //! every message gets its own keys, derived from the master keys, the
 //! direction, the session ID and a message counter. Every frame except Open
-//! Session carries an HMAC-SHA-256 over its header and body; a body may also
-//! be encrypted (AES-256-GCM under the per-message key, encrypt-then-MAC).
+//! Session carries a MAC over its header and body. A frame in the clear
+//! carries an HMAC-SHA-256 under the per-message MAC key. An encrypted frame
+//! is AES-256-GCM under the per-message encryption key, with the header as
+//! associated data: its GCM tag is its MAC, and no HMAC is added (it would
+//! authenticate the same bytes twice; on large frames the HMAC cost more
+//! than the encryption).
 //!
 //! The module accepts request `n` only when it carries counter `n`; a
 //! replayed, reordered, truncated or altered frame fails and changes nothing.
@@ -60,11 +64,15 @@ pub struct SealedFrame {
     /// Whether `body` is encrypted.
     pub encrypted: bool,
     /// Payload (bytes on the wire, not a sequence of numbers: batches are
-    /// large).
+    /// large): the plaintext, or the AES-256-GCM ciphertext followed by its
+    /// 16-byte tag.
     #[serde(with = "crate::serde_hex::vec")]
     pub body: Vec<u8>,
-    /// HMAC-SHA-256 over header and body under the per-message MAC key.
-    pub mac: [u8; 32],
+    /// For a frame in the clear, HMAC-SHA-256 over header and body under the
+    /// per-message MAC key. None for an encrypted frame, whose GCM tag
+    /// authenticates header and body; a frame with the wrong one of the two
+    /// is refused.
+    pub mac: Option<[u8; 32]>,
 }
 
 /// Direction of a message; each direction has its own per-message keys.
@@ -107,9 +115,9 @@ pub enum SessionError {
     /// The MAC did not verify.
     #[error("message authentication failed: altered or truncated message")]
     BadMac,
-    /// Decryption failed after the MAC verified (should not happen).
-    #[error("message decryption failed")]
-    Decrypt,
+    /// Encrypting a frame failed (the crypto library refused the key).
+    #[error("message encryption failed")]
+    Encrypt,
     /// Key agreement failed.
     #[error("key agreement failed")]
     KeyAgreement,
@@ -180,20 +188,25 @@ impl SessionKeys {
         )
     }
 
-    fn message_keys(&self, dir: Direction, counter: u64) -> (SecretKey32, SecretKey32) {
+    /// The per-message key of message `counter` in direction `dir`: an
+    /// AES-256-GCM key for an encrypted frame, an HMAC key otherwise. Each
+    /// is used for exactly one message.
+    fn message_key(&self, dir: Direction, counter: u64, encrypted: bool) -> SecretKey32 {
         let sid = self.session_id.to_be_bytes();
         let ctr = counter.to_be_bytes();
-        let mac = hash::hkdf_sha256(
-            &[],
-            self.mac_master.expose_secret(),
-            &[b"mac", dir.label(), &sid, &ctr],
-        );
-        let enc = hash::hkdf_sha256(
-            &[],
-            self.enc_master.expose_secret(),
-            &[b"enc", dir.label(), &sid, &ctr],
-        );
-        (mac, enc)
+        if encrypted {
+            hash::hkdf_sha256(
+                &[],
+                self.enc_master.expose_secret(),
+                &[b"enc", dir.label(), &sid, &ctr],
+            )
+        } else {
+            hash::hkdf_sha256(
+                &[],
+                self.mac_master.expose_secret(),
+                &[b"mac", dir.label(), &sid, &ctr],
+            )
+        }
     }
 
     fn header(dir: Direction, session_id: u64, counter: u64, encrypted: bool) -> Vec<u8> {
@@ -214,21 +227,29 @@ impl SessionKeys {
         encrypted: bool,
         plaintext: &[u8],
     ) -> Result<SealedFrame, SessionError> {
-        let (mac_key, enc_key) = self.message_keys(dir, counter);
+        let key = self.message_key(dir, counter, encrypted);
         let header = Self::header(dir, self.session_id, counter, encrypted);
-        let body = if encrypted {
+        let (body, mac) = if encrypted {
             // The per-message key is used for exactly one message, so a fixed nonce is safe.
-            aead::seal_with_nonce(&enc_key, [0u8; 12], &header, plaintext)
-                .map_err(|_| SessionError::Decrypt)?
+            let body = aead::seal_with_nonce(&key, [0u8; 12], &header, plaintext)
+                .map_err(|_| SessionError::Encrypt)?;
+            (body, None)
         } else {
-            plaintext.to_vec()
+            let mac = hash::hmac_sha256(&key, &[&header, plaintext]);
+            (plaintext.to_vec(), Some(mac))
         };
-        Ok(self.finish_frame(&mac_key, &header, counter, encrypted, body))
+        Ok(SealedFrame {
+            session_id: self.session_id,
+            counter,
+            encrypted,
+            body,
+            mac,
+        })
     }
 
     /// [`Self::seal`] taking the plaintext by value: an unencrypted body
     /// (sent in the clear anyway) is handed over instead of copied; an
-    /// encrypted one is encrypted from it and the plaintext wiped.
+    /// encrypted one is encrypted where it lies.
     pub fn seal_owned(
         &self,
         dir: Direction,
@@ -236,75 +257,36 @@ impl SessionKeys {
         encrypted: bool,
         mut plaintext: Zeroizing<Vec<u8>>,
     ) -> Result<SealedFrame, SessionError> {
-        if encrypted {
-            return self.seal(dir, counter, encrypted, &plaintext);
-        }
-        let (mac_key, _) = self.message_keys(dir, counter);
+        let key = self.message_key(dir, counter, encrypted);
         let header = Self::header(dir, self.session_id, counter, encrypted);
+        let mac = if encrypted {
+            // The per-message key is used for exactly one message, so a fixed nonce is safe.
+            aead::seal_in_place_with_nonce(&key, [0u8; 12], &header, &mut plaintext)
+                .map_err(|_| SessionError::Encrypt)?;
+            None
+        } else {
+            Some(hash::hmac_sha256(&key, &[&header, &plaintext]))
+        };
+        // Ciphertext, or a body sent in the clear: nothing left to wipe.
         let body = std::mem::take(&mut *plaintext);
-        Ok(self.finish_frame(&mac_key, &header, counter, encrypted, body))
-    }
-
-    /// The frame with its MAC over header and body.
-    fn finish_frame(
-        &self,
-        mac_key: &SecretKey32,
-        header: &[u8],
-        counter: u64,
-        encrypted: bool,
-        body: Vec<u8>,
-    ) -> SealedFrame {
-        let mac = hash::hmac_sha256(mac_key, &[header, &body]);
-        SealedFrame {
+        Ok(SealedFrame {
             session_id: self.session_id,
             counter,
             encrypted,
             body,
             mac,
-        }
+        })
     }
 
-    /// Checks and opens a frame that must be message `expected_counter` in direction `dir`.
-    pub fn open(
-        &self,
-        dir: Direction,
-        expected_counter: u64,
-        frame: &SealedFrame,
-    ) -> Result<SecretBytes, SessionError> {
-        let (header, enc_key) = self.check(dir, expected_counter, frame)?;
-        if frame.encrypted {
-            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body)
-                .map_err(|_| SessionError::Decrypt)
-        } else {
-            Ok(SecretBytes::from_vec(frame.body.clone()))
-        }
-    }
-
-    /// [`Self::open`] taking the frame by value: an unencrypted body is
-    /// handed over instead of copied.
+    /// Checks and opens a frame that must be message `expected_counter` in
+    /// direction `dir`: the body is decrypted where it lies, or handed over
+    /// if it came in the clear.
     pub fn open_owned(
         &self,
         dir: Direction,
         expected_counter: u64,
         frame: SealedFrame,
     ) -> Result<SecretBytes, SessionError> {
-        let (header, enc_key) = self.check(dir, expected_counter, &frame)?;
-        if frame.encrypted {
-            aead::open_with_nonce(&enc_key, [0u8; 12], &header, &frame.body)
-                .map_err(|_| SessionError::Decrypt)
-        } else {
-            Ok(SecretBytes::from_vec(frame.body))
-        }
-    }
-
-    /// The checks of [`Self::open`]: session, counter, MAC. Returns the
-    /// header and the message's encryption key.
-    fn check(
-        &self,
-        dir: Direction,
-        expected_counter: u64,
-        frame: &SealedFrame,
-    ) -> Result<(Vec<u8>, SecretKey32), SessionError> {
         if frame.session_id != self.session_id {
             return Err(SessionError::UnknownSession);
         }
@@ -314,12 +296,17 @@ impl SessionKeys {
                 found: frame.counter,
             });
         }
-        let (mac_key, enc_key) = self.message_keys(dir, frame.counter);
+        let key = self.message_key(dir, frame.counter, frame.encrypted);
         let header = Self::header(dir, frame.session_id, frame.counter, frame.encrypted);
-        if !hash::hmac_sha256_verify(&mac_key, &[&header, &frame.body], &frame.mac) {
-            return Err(SessionError::BadMac);
+        // The MAC: the GCM tag of an encrypted frame, the HMAC of one in the clear.
+        match (frame.encrypted, &frame.mac) {
+            (true, None) => aead::open_owned_with_nonce(&key, [0u8; 12], &header, frame.body)
+                .map_err(|_| SessionError::BadMac),
+            (false, Some(mac)) if hash::hmac_sha256_verify(&key, &[&header, &frame.body], mac) => {
+                Ok(SecretBytes::from_vec(frame.body))
+            }
+            _ => Err(SessionError::BadMac),
         }
-        Ok((header, enc_key))
     }
 }
 
@@ -395,13 +382,9 @@ impl ClientSession {
         Ok((RequestFrame::Sealed(frame), counter))
     }
 
-    /// Checks the response to request `counter`.
-    pub fn unwrap(
-        &self,
-        response: &SealedFrame,
-        counter: u64,
-    ) -> Result<SecretBytes, SessionError> {
-        self.keys.open(Direction::Response, counter, response)
+    /// Checks and opens the response to request `counter`.
+    pub fn unwrap(&self, response: SealedFrame, counter: u64) -> Result<SecretBytes, SessionError> {
+        self.keys.open_owned(Direction::Response, counter, response)
     }
 }
 

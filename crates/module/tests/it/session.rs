@@ -143,12 +143,29 @@ fn every_altered_request_frame_is_refused_and_changes_nothing() {
                 g(&mut f);
                 cases.push((name, reseal(f), expect));
             };
-        mutate("flipped MAC byte", "authentication failed", &|f| {
-            f.mac[0] ^= 1
-        });
-        mutate("flipped last MAC byte", "authentication failed", &|f| {
-            f.mac[31] ^= 0x80
-        });
+        if encrypted {
+            // The GCM tag (the body's last 16 bytes) is the frame's MAC.
+            assert_eq!(frame.mac, None);
+            mutate("flipped first tag byte", "authentication failed", &|f| {
+                let n = f.body.len();
+                f.body[n - 16] ^= 1
+            });
+            mutate("an HMAC added", "authentication failed", &|f| {
+                f.mac = Some([0; 32])
+            });
+        } else {
+            mutate("flipped MAC byte", "authentication failed", &|f| {
+                if let Some(m) = f.mac.as_mut() {
+                    m[0] ^= 1
+                }
+            });
+            mutate("flipped last MAC byte", "authentication failed", &|f| {
+                if let Some(m) = f.mac.as_mut() {
+                    m[31] ^= 0x80
+                }
+            });
+            mutate("MAC removed", "authentication failed", &|f| f.mac = None);
+        }
         mutate("flipped first body byte", "authentication failed", &|f| {
             f.body[0] ^= 1
         });
@@ -165,6 +182,14 @@ fn every_altered_request_frame_is_refused_and_changes_nothing() {
         mutate("flipped encryption flag", "authentication failed", &|f| {
             f.encrypted = !f.encrypted
         });
+        mutate(
+            "flipped encryption flag, MAC field to match",
+            "authentication failed",
+            &|f| {
+                f.encrypted = !f.encrypted;
+                f.mac = if f.encrypted { None } else { Some([0; 32]) };
+            },
+        );
         mutate("empty body", "authentication failed", &|f| f.body.clear());
         // Byte-level damage to the encoded frame.
         let mut appended = good.clone();
@@ -421,7 +446,7 @@ fn there_is_no_sessionless_path_to_the_commands() {
         counter: 0,
         encrypted: false,
         body: logon_req("so").encode(),
-        mac: [0; 32],
+        mac: Some([0; 32]),
     };
     let why = refusal(&m.lock().unwrap().handle(&reseal(forged)));
     assert!(why.contains("authentication failed"), "{why}");
