@@ -29,7 +29,7 @@
 //! package(s) the transaction produced, for auditors.
 use serde::{Deserialize, Serialize};
 
-use postvault_crypto::{SecretKey32, hash};
+use postvault_crypto::{SecretKey32, aead, hash};
 
 use crate::keys::Mks;
 
@@ -129,7 +129,7 @@ pub struct Checkpoint {
     pub time: i64,
     /// The module's totals after the transaction.
     pub totals: ModuleTotals,
-    /// SHA-256 of the sealed package the transaction produced
+    /// The digest of the sealed package the transaction produced
     /// ([`package_digest`]); for a batch, the SHA-256 of its packages'
     /// digests in item order.
     #[serde(with = "crate::serde_hex::array32")]
@@ -181,16 +181,32 @@ fn checkpoint_key(mks: &Mks) -> SecretKey32 {
     hash::hkdf_sha256(&mks.id, mak.expose_secret(), &[CHECKPOINT_KEY_INFO])
 }
 
-/// SHA-256 of a sealed package's ciphertext and header, as recorded in
-/// checkpoints.
+/// The digest of a sealed package recorded in checkpoints: SHA-256 of its
+/// header (device ID, MKS ID and generation), its length, and its
+/// AES-256-GCM nonce and tag, not of the whole ciphertext.
+///
+/// The nonce and tag identify the package as firmly as the ciphertext
+/// does: under the MKS's key (which only modules hold), the tag
+/// authenticates the ciphertext and the device ID (the associated data)
+/// for that nonce, so bytes that differ from what a module sealed either
+/// change the tag or fail to open in any module. Hashing 28 bytes instead
+/// of the whole package keeps the digest off the per-piece cost of Create
+/// Indicia. Version 2 (checkpoints written before hashed everything with
+/// the label `postvault package digest v1`; nothing compares digests
+/// across the change).
 pub fn package_digest(package: &crate::psd::SealedPackage) -> [u8; 32] {
+    let sealed = &package.sealed;
+    let nonce = &sealed[..sealed.len().min(aead::NONCE_LEN)];
+    let tag = &sealed[sealed.len().saturating_sub(aead::TAG_LEN)..];
     hash::sha256(&[
-        b"postvault package digest v1",
+        b"postvault package digest v2",
         package.device_id.as_bytes(),
         &[0],
         &package.mks_id,
         &package.mks_generation.to_be_bytes(),
-        &package.sealed,
+        &(sealed.len() as u64).to_be_bytes(),
+        nonce,
+        tag,
     ])
 }
 
@@ -284,4 +300,52 @@ pub fn cross_check(
         });
     }
     Ok(failing.into_iter().map(|(id, _)| id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::psd::{PACKAGE_VERSION, SealedPackage};
+
+    fn package() -> SealedPackage {
+        SealedPackage {
+            version: PACKAGE_VERSION,
+            device_id: "0042-0001-00000007".into(),
+            mks_id: [3; 16],
+            mks_generation: 2,
+            sealed: (0..200u8).collect(),
+        }
+    }
+
+    #[test]
+    fn the_package_digest_covers_header_length_nonce_and_tag() {
+        let p = package();
+        let d = package_digest(&p);
+        assert_eq!(package_digest(&p.clone()), d);
+        let changed: [(&str, fn(&mut SealedPackage)); 7] = [
+            ("device", |p| p.device_id.push('0')),
+            ("MKS ID", |p| p.mks_id[15] ^= 1),
+            ("MKS generation", |p| p.mks_generation += 1),
+            ("first nonce byte", |p| p.sealed[0] ^= 1),
+            ("last nonce byte", |p| p.sealed[11] ^= 1),
+            ("first tag byte", |p| {
+                let n = p.sealed.len();
+                p.sealed[n - 16] ^= 1
+            }),
+            ("length", |p| {
+                p.sealed.insert(100, 0);
+            }),
+        ];
+        for (what, change) in changed {
+            let mut q = p.clone();
+            change(&mut q);
+            assert_ne!(package_digest(&q), d, "{what} changed, digest did not");
+        }
+        // Too short to hold a nonce and a tag: still a digest, no panic.
+        let mut short = p.clone();
+        short.sealed.truncate(5);
+        assert_ne!(package_digest(&short), d);
+        short.sealed.clear();
+        let _ = package_digest(&short);
+    }
 }
