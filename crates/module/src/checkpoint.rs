@@ -317,12 +317,15 @@ mod tests {
         }
     }
 
+    /// A named change to a package.
+    type Change = (&'static str, fn(&mut SealedPackage));
+
     #[test]
     fn the_package_digest_covers_header_length_nonce_and_tag() {
         let p = package();
         let d = package_digest(&p);
         assert_eq!(package_digest(&p.clone()), d);
-        let changed: [(&str, fn(&mut SealedPackage)); 7] = [
+        let changed: [Change; 7] = [
             ("device", |p| p.device_id.push('0')),
             ("MKS ID", |p| p.mks_id[15] ^= 1),
             ("MKS generation", |p| p.mks_generation += 1),
