@@ -49,17 +49,34 @@ impl Rng {
 
     /// Fills `buf` with random bytes, running the continuous test on every block.
     ///
-    /// On failure `buf` is zeroed, never left partly filled.
+    /// The whole blocks of `buf` come from one request to the OS (one
+    /// reseed check and prediction-resistance draw for all of them, rather
+    /// than one per block); a tail shorter than a block is the start of one
+    /// more block. On failure `buf` is zeroed, never left partly filled.
     pub fn fill(&mut self, buf: &mut [u8]) -> Result<(), CryptoError> {
-        let mut block = Zeroizing::new([0u8; BLOCK]);
-        for chunk in buf.chunks_mut(BLOCK) {
-            if let Err(e) = self.next_block(&mut block) {
-                buf.zeroize();
-                return Err(e);
+        let whole = buf.len() / BLOCK * BLOCK;
+        let (blocks, tail) = buf.split_at_mut(whole);
+        let mut result = Ok(());
+        if !blocks.is_empty() {
+            result = self.start().and_then(|()| self.draw(blocks));
+            for block in blocks.chunks(BLOCK) {
+                if result.is_err() {
+                    break;
+                }
+                result = self.test(block);
             }
-            chunk.copy_from_slice(&block[..chunk.len()]);
         }
-        Ok(())
+        if result.is_ok() && !tail.is_empty() {
+            let mut block = Zeroizing::new([0u8; BLOCK]);
+            result = self.next_block(&mut block);
+            if result.is_ok() {
+                tail.copy_from_slice(&block[..tail.len()]);
+            }
+        }
+        if result.is_err() {
+            buf.zeroize();
+        }
+        result
     }
 
     /// N random bytes.
@@ -78,39 +95,56 @@ impl Rng {
 
     /// Draws one block from the OS and runs the continuous test on it.
     fn next_block(&mut self, block: &mut [u8; BLOCK]) -> Result<(), CryptoError> {
-        let fail = Err(CryptoError::SelfTest(TestName::RngContinuous));
+        self.start()?;
+        self.draw(&mut block[..])?;
+        let tested = self.test(&block[..]);
+        if tested.is_err() {
+            block.zeroize();
+        }
+        tested
+    }
+
+    /// Refuses when the generator has failed (or a failure is injected);
+    /// on a generator's first use, seeds the comparison with a block that is
+    /// never output.
+    fn start(&mut self) -> Result<(), CryptoError> {
         if self.failed || self.faults.injects(TestName::RngContinuous) {
             self.failed = true;
-            return fail;
+            return Err(CryptoError::SelfTest(TestName::RngContinuous));
         }
         if self.last.is_none() {
-            // Seed the comparison with a block that is never output.
-            self.draw(block)?;
-            self.last = Some(crate::hash::sha256(&[&block[..]]));
+            let mut seed = Zeroizing::new([0u8; BLOCK]);
+            self.draw(&mut seed[..])?;
+            self.last = Some(crate::hash::sha256(&[&seed[..]]));
         }
-        self.draw(block)?;
-        let digest = crate::hash::sha256(&[&block[..]]);
+        Ok(())
+    }
+
+    /// The continuous test on one block just drawn: it must differ from
+    /// the block before it. A repeat fails the generator for good.
+    fn test(&mut self, block: &[u8]) -> Result<(), CryptoError> {
+        let digest = crate::hash::sha256(&[block]);
         let repeated = self
             .last
             .is_some_and(|prev| crate::hash::ct_eq(&prev, &digest));
         self.last = Some(digest);
         if repeated {
-            block.zeroize();
             self.failed = true;
-            return fail;
+            return Err(CryptoError::SelfTest(TestName::RngContinuous));
         }
         Ok(())
     }
 
-    fn draw(&self, block: &mut [u8; BLOCK]) -> Result<(), CryptoError> {
+    /// Fills `out` (whole blocks) from the OS.
+    fn draw(&self, out: &mut [u8]) -> Result<(), CryptoError> {
         #[cfg(test)]
         if let Some(stuck) = self.stuck {
-            *block = stuck;
+            for block in out.chunks_mut(BLOCK) {
+                block.copy_from_slice(&stuck[..block.len()]);
+            }
             return Ok(());
         }
-        SystemRandom::new()
-            .fill(block)
-            .map_err(|_| CryptoError::Rng)
+        SystemRandom::new().fill(out).map_err(|_| CryptoError::Rng)
     }
 }
 
@@ -256,6 +290,30 @@ mod tests {
         let mut out = [0u8; 64];
         assert!(rng.fill(&mut out).is_err());
         assert_eq!(out, [0u8; 64]);
+    }
+
+    #[test]
+    fn one_fill_of_many_blocks_tests_each_and_the_tail() {
+        let mut rng = Rng::new(Faults::none());
+        // Whole blocks from one OS request, then a 4-byte tail: all distinct.
+        let mut out = vec![0u8; 128 * BLOCK + 4];
+        rng.fill(&mut out).unwrap();
+        let mut blocks: Vec<&[u8]> = out[..128 * BLOCK].chunks(BLOCK).collect();
+        blocks.sort();
+        blocks.dedup();
+        assert_eq!(blocks.len(), 128);
+        assert_ne!(out[128 * BLOCK..], [0u8; 4]);
+        // A stuck source repeats a block within one fill: the whole
+        // buffer, tail included, is zeroed and the generator stays failed.
+        rng.stuck = Some([3; BLOCK]);
+        let mut out = vec![0xeeu8; 3 * BLOCK + 4];
+        assert_eq!(
+            rng.fill(&mut out),
+            Err(CryptoError::SelfTest(TestName::RngContinuous))
+        );
+        assert!(out.iter().all(|&b| b == 0));
+        rng.stuck = None;
+        assert!(rng.array::<4>().is_err());
     }
 
     #[test]

@@ -793,16 +793,19 @@ impl Module {
             self.joining_pending = false;
             entries.extend(entry.clone());
         }
-        // The lines the sink will write: this command's pending entries
-        // (taken now: a Reset erases the NVM image before the sink runs).
-        let lines: Vec<String> = if entries.is_empty() {
-            Vec::new()
-        } else {
-            self.nvm
-                .audit
-                .as_ref()
-                .map(|a| a.pending.clone())
-                .unwrap_or_default()
+        // The lines the sink will write are this command's pending entries.
+        // Zeroize and Reset erase the NVM image before the sink runs, so
+        // for them the lines are copied now; otherwise they are read from
+        // the image when written (a batch's run to hundreds of kilobytes).
+        let erased_lines: Option<Vec<String>> = match after {
+            AfterAudit::Zeroize | AfterAudit::Reset if !entries.is_empty() => Some(
+                self.nvm
+                    .audit
+                    .as_ref()
+                    .map(|a| a.pending.clone())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
         };
         match after {
             AfterAudit::Nothing => {}
@@ -850,7 +853,11 @@ impl Module {
             let stored = if self.audit_fault == Some(AuditFault::ChainBroken) {
                 Err(std::io::Error::other("injected audit storage failure"))
             } else {
-                self.sink.append_lines(&entries, &lines)
+                let lines: &[String] = match &erased_lines {
+                    Some(lines) => lines,
+                    None => self.nvm.audit.as_ref().map_or(&[], |a| &a.pending),
+                };
+                self.sink.append_lines(&entries, lines)
             };
             if let Err(err) = stored {
                 // The chain advanced in NVM but the entry is lost: the audit is broken for good.
@@ -923,9 +930,15 @@ impl Module {
             persistent_state,
             time,
             reason: reason.to_string(),
-            data: data.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            data: std::collections::BTreeMap::new(),
             signature: None,
         };
+        // One insert at a time: for a handful of fields this is cheaper
+        // than collecting (which sorts a vector first); a repeated key
+        // keeps its last value either way.
+        for (k, v) in data {
+            entry.data.insert(k.to_string(), v);
+        }
         let sign = force_sign
             || self.boot_pending
             || audit.since_signed + 1 >= audit.sign_every

@@ -659,7 +659,8 @@ impl Module {
         };
         // Steps 1 and 2: the package is authentic and leased.
         let mut package = self.open_package(kind, sealed, checkpoint)?;
-        let issued = self.issue_indicium(&mut package, req, correction, now)?;
+        let draw = self.rng.array()?;
+        let issued = self.issue_indicium(&mut package, req, correction, draw, now)?;
         // Step 11: the package and the checkpoint.
         let transaction = if correction {
             TransactionType::CorrectionIndicium
@@ -684,12 +685,15 @@ impl Module {
     /// Steps 3 to 10 of Create Indicium on an opened package: the checks in
     /// the seed's order, then the registers, the signed indicium and the
     /// MAC'd answer. The caller seals the package (step 11). On error the
-    /// package may be half-changed: callers drop it.
+    /// package may be half-changed: callers drop it. `draw` is fresh output
+    /// of the module's generator: the new challenge, then the nonce of
+    /// [`IssuedPiece::nonce`].
     pub(super) fn issue_indicium(
         &mut self,
         package: &mut PsdPackage,
         req: &IndiciumRequest,
         correction: bool,
+        draw: [u8; PIECE_DRAW],
         now: i64,
     ) -> Result<IssuedPiece, ModuleError> {
         use postvault_indicium::{Indicium, MailCategory, MailingDate, Zip4};
@@ -821,9 +825,8 @@ impl Module {
         };
         let bytes = self.sign_indicium(package, &mut indicium, now)?;
         // Step 10: the answer, with a new challenge, MAC'd with the user's
-        // key. One draw from the generator gives the challenge and the
-        // nonce the updated package is sealed with (step 11).
-        let draw: [u8; 16 + NONCE_LEN] = self.rng.array()?;
+        // key. The caller's draw from the generator gives the challenge and
+        // the nonce the updated package is sealed with (step 11).
         let (challenge, nonce) = draw.split_at(16);
         let new_challenge: [u8; 16] = challenge.try_into().expect("16 bytes");
         let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("12 bytes");
@@ -913,6 +916,10 @@ impl Module {
         Ok((index, key, old_challenge))
     }
 }
+
+/// Random bytes one piece takes: its new challenge (16) and the nonce its
+/// package is sealed with.
+pub(super) const PIECE_DRAW: usize = 16 + NONCE_LEN;
 
 /// What [`Module::issue_indicium`] produced.
 pub(super) struct IssuedPiece {

@@ -2,6 +2,7 @@
 //! Indicium (seed 002: withdrawal), Create Indicia (a batch of Create
 //! Indicium with one NVM write, one audit sync and one checkpoint: group
 //! commit), and Retrieve PSD Status.
+use super::psd_commands::PIECE_DRAW;
 use super::*;
 use crate::checkpoint::{SignedCheckpoint, TransactionType};
 use crate::psd::{IndiciumItem, IssuedIndicium};
@@ -137,9 +138,13 @@ impl Module {
         let mut total: u64 = 0;
         let mut last = None;
         let mut devices = Vec::new();
-        for item in items {
+        // Every piece's challenge and nonce in one draw from the generator.
+        let mut draws = vec![0u8; items.len() * PIECE_DRAW];
+        self.rng.fill(&mut draws)?;
+        for (item, draw) in items.iter().zip(draws.chunks_exact(PIECE_DRAW)) {
+            let draw: [u8; PIECE_DRAW] = draw.try_into().expect("chunks of PIECE_DRAW bytes");
             let result = if seen.insert(&item.package.device_id) {
-                self.batch_item(item, stamp, now)
+                self.batch_item(item, stamp, draw, now)
             } else {
                 Err(ModuleError::Invalid(format!(
                     "meter {} appears twice in one batch; send its next piece with the challenge this batch returns",
@@ -213,12 +218,13 @@ impl Module {
         &mut self,
         item: &IndiciumItem,
         stamp: psd::PackageStamp,
+        draw: [u8; PIECE_DRAW],
         now: i64,
     ) -> Result<(IssuedIndicium, AuditData, (u64, u64), DeviceId), ModuleError> {
         let mut package = self.take_package(&item.package)?;
         psd::check_psd_allowed(PsdCommandKind::CreateIndicium, package.state)?;
         self.check_stamp(&package)?;
-        let piece = self.issue_indicium(&mut package, &item.request, false, now)?;
+        let piece = self.issue_indicium(&mut package, &item.request, false, draw, now)?;
         package.stamp = Some(stamp);
         package.last_transaction = Some(now);
         let sealed = self.seal_package_with_nonce(&package, piece.nonce)?;
