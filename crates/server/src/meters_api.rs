@@ -346,11 +346,27 @@ pub(crate) async fn list_meters(
         .meters_of_account(&auth.account.login)
         .await
         .map_err(|e| ApiError::store("listing meters", e))?;
-    let mut out = Vec::with_capacity(meters.len());
-    for m in &meters {
-        let s = status_of(&st, &m.device_id).await?;
-        out.push(view(m, &s));
-    }
+    // One meter job for the whole list: the rows are locked and the
+    // module's status entries committed once, not once per meter.
+    let statuses = if meters.is_empty() {
+        Vec::new()
+    } else {
+        let ids: Vec<String> = meters.iter().map(|m| m.device_id.clone()).collect();
+        let wanted = ids.clone();
+        st.postal
+            .meter_job(&ids, move |job| {
+                wanted
+                    .iter()
+                    .map(|id| job.status(id))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?
+    };
+    let out: Vec<Value> = meters
+        .iter()
+        .zip(&statuses)
+        .map(|(m, s)| view(m, s))
+        .collect();
     Ok(Json(json!({ "meters": out })))
 }
 

@@ -238,3 +238,57 @@ fn registration_sealed_for_another_device_is_refused() {
         let _: HpkeSealed = serde_json::from_value(reg["secrets"].clone()).unwrap();
     });
 }
+
+#[test]
+fn the_meter_list_shows_each_meter_as_it_reads_alone() {
+    run(async {
+        let fx = fx().await;
+        let owner = fx.customer().await;
+        let mut funded = fx.funded(&owner, 10_000).await;
+        funded.print(&owner, 680).await;
+        let registered = fx.registered(&owner).await;
+        let reserved = fx.reserved(&owner).await;
+        let other = fx.customer().await;
+        let others = fx.funded(&other, 5_000).await;
+
+        let list = owner.client.meters().await.unwrap();
+        let mut ids: Vec<&str> = list.iter().map(|v| v.device_id.as_str()).collect();
+        ids.sort_unstable();
+        let mut want = vec![
+            funded.id.as_str(),
+            registered.id.as_str(),
+            reserved.as_str(),
+        ];
+        want.sort_unstable();
+        assert_eq!(ids, want, "the owner's meters, and only those");
+        for listed in &list {
+            let alone = owner.client.meter(&listed.device_id).await.unwrap();
+            assert_eq!(
+                format!("{listed:?}"),
+                format!("{alone:?}"),
+                "meter {} differs between the list and its own page",
+                listed.device_id
+            );
+        }
+        let by_id = |id: &str| list.iter().find(|v| v.device_id == id).unwrap();
+        let f = by_id(&funded.id);
+        assert_eq!(
+            (
+                f.state.as_str(),
+                f.ascending_mills,
+                f.descending_mills,
+                f.piece_count
+            ),
+            ("Leased", 680, 10_000 - 680, 1)
+        );
+        let r = by_id(&registered.id);
+        assert_eq!((r.state.as_str(), r.descending_mills), ("Leased", 0));
+        let v = by_id(&reserved);
+        assert_eq!((v.state.as_str(), v.licensing_zip), ("Unleased", None));
+        // The other customer sees only its own meter.
+        let theirs = other.client.meters().await.unwrap();
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(theirs[0].device_id, others.id);
+        assert_eq!(theirs[0].descending_mills, 5_000);
+    });
+}
