@@ -28,19 +28,54 @@ fn seal_prefixed(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    // Wiped if encryption fails while it still holds the plaintext.
-    let mut out = Zeroizing::new(Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN));
+    let mut out = Vec::new();
+    seal_prefixed_into(key, nonce, aad, plaintext, &mut out)?;
+    Ok(out)
+}
+
+/// [`seal`] appending nonce || ct || tag to `out`, after whatever it
+/// already holds (a header, say), instead of returning a new vector: the
+/// plaintext is copied once, into room reserved beforehand, so no
+/// reallocation leaves a stray copy of it behind. On failure `out` is as
+/// it was.
+pub fn seal_append(
+    rng: &mut Rng,
+    key: &SecretKey32,
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let nonce: [u8; NONCE_LEN] = rng.array()?;
+    seal_prefixed_into(&aes_key(key)?, nonce, aad, plaintext, out)
+}
+
+fn seal_prefixed_into(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), CryptoError> {
+    let start = out.len();
+    out.reserve_exact(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
-    let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut out[NONCE_LEN..],
-        )
-        .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed"))?;
-    out.extend_from_slice(tag.as_ref());
-    Ok(std::mem::take(&mut *out))
+    match key.seal_in_place_separate_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut out[start + NONCE_LEN..],
+    ) {
+        Ok(tag) => {
+            out.extend_from_slice(tag.as_ref());
+            Ok(())
+        }
+        Err(_) => {
+            // Wiped: it still holds the plaintext.
+            out[start..].zeroize();
+            out.truncate(start);
+            Err(CryptoError::BadKey("AES-256-GCM encryption failed"))
+        }
+    }
 }
 
 /// Opens the output of [`seal`]. Fails with `Decrypt` on any change to key, aad or data.

@@ -191,6 +191,16 @@ fn aead_round_trip_and_format() {
         aead::seal_with_nonce(&key, nonce, b"aad", b"plaintext").unwrap(),
         sealed[12..]
     );
+    // seal_append puts the same format after what the buffer holds.
+    let mut out = b"HDR".to_vec();
+    aead::seal_append(&mut r, &key, b"aad", b"plaintext", &mut out).unwrap();
+    assert_eq!(&out[..3], b"HDR");
+    assert_eq!(out.len(), 3 + aead::NONCE_LEN + 9 + aead::TAG_LEN);
+    assert_eq!(
+        aead::open(&key, b"aad", &out[3..]).unwrap().expose_secret(),
+        b"plaintext"
+    );
+    assert!(aead::open(&key, b"aad", &out).is_err());
     // Empty plaintext.
     let sealed = aead::seal(&mut r, &key, b"", b"").unwrap();
     assert!(aead::open(&key, b"", &sealed).unwrap().is_empty());

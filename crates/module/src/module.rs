@@ -242,10 +242,10 @@ pub struct Module {
     /// each came from (see `package_signing_key`); cleared with the keys
     /// that sealed them.
     signing_keys: HashMap<DeviceId, (KeyToken, Arc<EcdsaP256KeyPair>)>,
-    /// Meter users' HMAC keys already opened and prepared, by meter and
+    /// Meter users' HMAC keys already opened and prepared, by meter, then
     /// user, with the KEK token and sealed key each came from (see
     /// `prepared_user_key`); cleared with `signing_keys`.
-    user_keys: HashMap<(DeviceId, String), CachedUserKey>,
+    user_keys: HashMap<DeviceId, Vec<CachedUserKey>>,
     /// The packages this module last sealed in Create Indicia, by device
     /// ID, with the exact sealed package it handed out (see
     /// `take_package`); cleared with `signing_keys` and by rollbacks.

@@ -181,14 +181,14 @@ impl SealProvider for FileProvider {
     fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let header = format::header(ProviderKind::File);
         let full_aad = format::full_aad(&header, aad);
-        let body = {
-            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            aead::seal(&mut rng, &self.key, &full_aad, plaintext)
-                .map_err(|source| SealError::Crypto { source })?
-        };
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        // Header, then nonce || ciphertext || tag sealed straight after it
+        // (the NVM runs to hundreds of kilobytes: one copy, not two).
+        let mut out =
+            Vec::with_capacity(HEADER_LEN + aead::NONCE_LEN + plaintext.len() + aead::TAG_LEN);
         out.extend_from_slice(&header);
-        out.extend_from_slice(&body);
+        let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+        aead::seal_append(&mut rng, &self.key, &full_aad, plaintext, &mut out)
+            .map_err(|source| SealError::Crypto { source })?;
         Ok(out)
     }
 

@@ -20,15 +20,16 @@ pub const MAX_PSD_USERS: usize = 100;
 /// What a failed PSD User Logon says, whether the user exists or not.
 const WRONG_PASSWORD: &str = "unknown user or wrong password";
 
-/// How many prepared meter-user HMAC keys a module keeps (the users it
-/// serves most); the cache is emptied when full, like the indicium key
-/// cache.
+/// How many meters' prepared user HMAC keys a module keeps (the meters it
+/// serves most, each with the users it served); the cache is emptied when
+/// full, like the indicium key cache.
 const USER_KEY_CACHE: usize = 4096;
 
 /// A meter user's HMAC key the module has opened and prepared, with what
 /// it was opened from: the package's whole KEK token and the user's whole
 /// sealed key (see [`Module::prepared_user_key`]).
 pub(super) struct CachedUserKey {
+    user_id: String,
     kek: KeyToken,
     sealed: Vec<u8>,
     key: Arc<HmacSha256Key>,
@@ -151,25 +152,32 @@ impl Module {
             // Let unwrap report the expiry; never serve it from the cache.
             self.active_mks()?.unwrap(token, now)?;
         }
-        let id = (package.device, user.user_id.clone());
-        if let Some(cached) = self.user_keys.get(&id)
+        // By meter, then the meter's few users in a list: a lookup needs
+        // no owned copy of the user ID.
+        if let Some(cached) = self
+            .user_keys
+            .get(&package.device)
+            .and_then(|users| users.iter().find(|c| c.user_id == user.user_id))
             && cached.kek == *token
             && cached.sealed == user.hmac_key_sealed
         {
             return Ok(cached.key.clone());
         }
         let key = Arc::new(HmacSha256Key::new(&self.user_hmac_key(package, user, now)?));
-        if !self.user_keys.contains_key(&id) && self.user_keys.len() >= USER_KEY_CACHE {
+        if !self.user_keys.contains_key(&package.device) && self.user_keys.len() >= USER_KEY_CACHE {
             self.user_keys.clear();
         }
-        self.user_keys.insert(
-            id,
-            CachedUserKey {
-                kek: token.clone(),
-                sealed: user.hmac_key_sealed.clone(),
-                key: key.clone(),
-            },
-        );
+        let fresh = CachedUserKey {
+            user_id: user.user_id.clone(),
+            kek: token.clone(),
+            sealed: user.hmac_key_sealed.clone(),
+            key: key.clone(),
+        };
+        let users = self.user_keys.entry(package.device).or_default();
+        match users.iter_mut().find(|c| c.user_id == user.user_id) {
+            Some(slot) => *slot = fresh,
+            None => users.push(fresh),
+        }
         Ok(key)
     }
 
