@@ -215,19 +215,40 @@ impl AeadKey {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, CryptoError> {
         let nonce: [u8; NONCE_LEN] = rng.array()?;
-        self.seal_with_random_nonce(nonce, aad, plaintext)
+        seal_prefixed(&self.0, nonce, aad, plaintext)
     }
 
-    /// Like [`Self::seal`] with a nonce the caller has just drawn from the
-    /// module's [`Rng`] (so that one draw serves several values). The nonce
-    /// must be fresh random bytes, never a counter or a reused value.
-    pub fn seal_with_random_nonce(
-        &self,
-        nonce: [u8; NONCE_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        seal_prefixed(&self.0, nonce, aad, plaintext)
+    /// Seals where the plaintext lies: `buf` holds a fresh 12-byte nonce
+    /// (never used before with this key) followed by the plaintext, and
+    /// becomes the [`seal`] format (nonce || ct || tag). The caller writes
+    /// the plaintext straight into the buffer, so it is never copied; give
+    /// the buffer room for the tag so appending it moves no plaintext. On
+    /// failure `buf` is wiped and emptied.
+    pub fn seal_nonce_prefixed(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let sealed = match buf.split_first_chunk_mut::<NONCE_LEN>() {
+            Some((nonce, plaintext)) => self
+                .0
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(*nonce),
+                    Aad::from(aad),
+                    plaintext,
+                )
+                .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed")),
+            None => Err(CryptoError::BadKey(
+                "AES-256-GCM: the buffer holds no nonce",
+            )),
+        };
+        match sealed {
+            Ok(tag) => {
+                buf.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(e) => {
+                buf.zeroize();
+                buf.clear();
+                Err(e)
+            }
+        }
     }
 
     /// Like [`open`].
@@ -266,9 +287,9 @@ mod tests {
         assert_eq!(open(&key, b"aad", &b).unwrap().expose_secret(), b"hello");
         // The same nonce gives the same bytes either way.
         let nonce = [7u8; NONCE_LEN];
-        let c = cached
-            .seal_with_random_nonce(nonce, b"aad", b"hello")
-            .unwrap();
+        let mut c = nonce.to_vec();
+        c.extend_from_slice(b"hello");
+        cached.seal_nonce_prefixed(b"aad", &mut c).unwrap();
         let mut d = nonce.to_vec();
         d.extend_from_slice(&seal_with_nonce(&key, nonce, b"aad", b"hello").unwrap());
         assert_eq!(c, d);

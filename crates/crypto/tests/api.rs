@@ -258,6 +258,32 @@ fn aead_tamper_is_detected() {
 }
 
 #[test]
+fn aead_key_seals_a_nonce_prefixed_buffer_in_place() {
+    let mut r = rng();
+    let raw = r.key32().unwrap();
+    let key = aead::AeadKey::new(&raw).unwrap();
+    let nonce = [5u8; 12];
+    let mut buf = nonce.to_vec();
+    buf.extend_from_slice(b"a package");
+    key.seal_nonce_prefixed(b"identity", &mut buf).unwrap();
+    // The format of `seal`: nonce || ct || tag, opened by either API.
+    assert_eq!(buf[..12], nonce);
+    assert_eq!(
+        buf[12..],
+        aead::seal_with_nonce(&raw, nonce, b"identity", b"a package").unwrap()[..]
+    );
+    assert_eq!(
+        key.open(b"identity", &buf).unwrap().expose_secret(),
+        b"a package"
+    );
+    assert!(aead::open(&raw, b"another", &buf).is_err());
+    // Too short to hold a nonce: refused, and the buffer emptied.
+    let mut short = vec![1u8; 11];
+    assert!(key.seal_nonce_prefixed(b"identity", &mut short).is_err());
+    assert!(short.is_empty());
+}
+
+#[test]
 fn aead_in_place_matches_the_copying_functions() {
     let mut r = rng();
     let key = r.key32().unwrap();

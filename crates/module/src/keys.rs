@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use postvault_crypto::aead::{AeadKey, NONCE_LEN};
+use postvault_crypto::aead::AeadKey;
 use postvault_crypto::{SecretBytes, SecretKey32, hash, rng::Rng};
 
 use crate::error::ModuleError;
@@ -280,20 +280,19 @@ impl Mks {
         Ok(self.mek_key()?.seal(rng, &aad, plaintext)?)
     }
 
-    /// [`Mks::seal_record`] with a nonce the caller has just drawn from the
-    /// module's generator (one draw for several values): 12 fresh random
-    /// bytes, never reused.
-    pub fn seal_record_with_random_nonce(
+    /// [`Mks::seal_record`] where the record lies: `buf` holds a nonce the
+    /// caller has just drawn from the module's generator (12 fresh random
+    /// bytes, never reused; one draw serves several values) and then the
+    /// plaintext, and becomes the sealed record (see
+    /// [`AeadKey::seal_nonce_prefixed`]).
+    pub fn seal_record_in_place(
         &self,
-        nonce: [u8; NONCE_LEN],
         kind: &str,
         identity: &str,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, ModuleError> {
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ModuleError> {
         let aad = self.record_associated_data(kind, identity);
-        Ok(self
-            .mek_key()?
-            .seal_with_random_nonce(nonce, &aad, plaintext)?)
+        Ok(self.mek_key()?.seal_nonce_prefixed(&aad, buf)?)
     }
 
     /// Opens a record sealed by [`Mks::seal_record`] with the same kind and identity.

@@ -12,7 +12,7 @@
 //! [`PSD_RULES`], the PSD counterpart of [`crate::table::RULES`]. Money is
 //! integer mills (1/1000 dollar), never floats.
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use postvault_crypto::hash::{self, HmacSha256Key};
 use postvault_crypto::rng::Rng;
@@ -509,9 +509,25 @@ impl PsdPackage {
     ) -> Result<SealedPackage, ModuleError> {
         self.check_registers()?;
         let device_id = self.device.text();
-        let plain = Zeroizing::new(crate::to_vec_exact(self));
-        let sealed =
-            mks.seal_record_with_random_nonce(nonce, PACKAGE_RECORD_KIND, &device_id, &plain)?;
+        // nonce || plaintext, encoded straight into a buffer of the final
+        // size (room for the tag too) and sealed where it lies: the
+        // plaintext is never copied, and wiped if encoding fails.
+        let encode = |buf: &mut Vec<u8>| -> postcard::Result<()> {
+            let len = postcard::experimental::serialized_size(self)?;
+            buf.reserve_exact(nonce.len() + len + postvault_crypto::aead::TAG_LEN);
+            buf.extend_from_slice(&nonce);
+            buf.resize(nonce.len() + len, 0);
+            postcard::to_slice(self, &mut buf[nonce.len()..])?;
+            Ok(())
+        };
+        let mut sealed = Vec::new();
+        if let Err(e) = encode(&mut sealed) {
+            sealed.zeroize();
+            return Err(ModuleError::Internal(format!(
+                "package of {device_id} does not encode: {e}"
+            )));
+        }
+        mks.seal_record_in_place(PACKAGE_RECORD_KIND, &device_id, &mut sealed)?;
         Ok(SealedPackage {
             version: PACKAGE_VERSION,
             device_id: device_id.to_string(),
