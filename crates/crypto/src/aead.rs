@@ -60,19 +60,31 @@ fn seal_prefixed_into(
     out.reserve_exact(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
+    seal_tail(key, nonce, aad, out, start + NONCE_LEN, start)
+}
+
+/// Encrypts `buf[at..]` where it lies and appends the tag. On failure the
+/// bytes from `keep` on (which still hold plaintext) are wiped and cut off.
+fn seal_tail(
+    key: &LessSafeKey,
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+    at: usize,
+    keep: usize,
+) -> Result<(), CryptoError> {
     match key.seal_in_place_separate_tag(
         Nonce::assume_unique_for_key(nonce),
         Aad::from(aad),
-        &mut out[start + NONCE_LEN..],
+        &mut buf[at..],
     ) {
         Ok(tag) => {
-            out.extend_from_slice(tag.as_ref());
+            buf.extend_from_slice(tag.as_ref());
             Ok(())
         }
         Err(_) => {
-            // Wiped: it still holds the plaintext.
-            out[start..].zeroize();
-            out.truncate(start);
+            buf[keep..].zeroize();
+            buf.truncate(keep);
             Err(CryptoError::BadKey("AES-256-GCM encryption failed"))
         }
     }
@@ -116,19 +128,8 @@ pub fn seal_in_place_with_nonce(
     aad: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(), CryptoError> {
-    let sealed = aes_key(key).and_then(|key| {
-        key.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(aad),
-            &mut buf[..],
-        )
-        .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed"))
-    });
-    match sealed {
-        Ok(tag) => {
-            buf.extend_from_slice(tag.as_ref());
-            Ok(())
-        }
+    match aes_key(key) {
+        Ok(key) => seal_tail(&key, nonce, aad, buf, 0, 0),
         Err(e) => {
             buf.zeroize();
             Err(e)
@@ -225,30 +226,13 @@ impl AeadKey {
     /// the buffer room for the tag so appending it moves no plaintext. On
     /// failure `buf` is wiped and emptied.
     pub fn seal_nonce_prefixed(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let sealed = match buf.split_first_chunk_mut::<NONCE_LEN>() {
-            Some((nonce, plaintext)) => self
-                .0
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(*nonce),
-                    Aad::from(aad),
-                    plaintext,
-                )
-                .map_err(|_| CryptoError::BadKey("AES-256-GCM encryption failed")),
-            None => Err(CryptoError::BadKey(
+        let Some(nonce) = buf.first_chunk::<NONCE_LEN>().copied() else {
+            buf.zeroize();
+            return Err(CryptoError::BadKey(
                 "AES-256-GCM: the buffer holds no nonce",
-            )),
+            ));
         };
-        match sealed {
-            Ok(tag) => {
-                buf.extend_from_slice(tag.as_ref());
-                Ok(())
-            }
-            Err(e) => {
-                buf.zeroize();
-                buf.clear();
-                Err(e)
-            }
-        }
+        seal_tail(&self.0, nonce, aad, buf, NONCE_LEN, 0)
     }
 
     /// Like [`open`].

@@ -227,24 +227,7 @@ impl SessionKeys {
         encrypted: bool,
         plaintext: &[u8],
     ) -> Result<SealedFrame, SessionError> {
-        let key = self.message_key(dir, counter, encrypted);
-        let header = Self::header(dir, self.session_id, counter, encrypted);
-        let (body, mac) = if encrypted {
-            // The per-message key is used for exactly one message, so a fixed nonce is safe.
-            let body = aead::seal_with_nonce(&key, [0u8; 12], &header, plaintext)
-                .map_err(|_| SessionError::Encrypt)?;
-            (body, None)
-        } else {
-            let mac = hash::hmac_sha256(&key, &[&header, plaintext]);
-            (plaintext.to_vec(), Some(mac))
-        };
-        Ok(SealedFrame {
-            session_id: self.session_id,
-            counter,
-            encrypted,
-            body,
-            mac,
-        })
+        self.seal_owned(dir, counter, encrypted, Zeroizing::new(plaintext.to_vec()))
     }
 
     /// [`Self::seal`] taking the plaintext by value: an unencrypted body
