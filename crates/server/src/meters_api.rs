@@ -337,6 +337,10 @@ pub(crate) async fn register(
     ))
 }
 
+/// The most meters one job of `GET /v1/meters` reads (each costs a module
+/// command with its NVM write).
+const STATUS_JOB: usize = 32;
+
 pub(crate) async fn list_meters(
     State(st): State<St>,
     auth: Authed,
@@ -346,22 +350,24 @@ pub(crate) async fn list_meters(
         .meters_of_account(&auth.account.login)
         .await
         .map_err(|e| ApiError::store("listing meters", e))?;
-    // One meter job for the whole list: the rows are locked and the
-    // module's status entries committed once, not once per meter.
-    let statuses = if meters.is_empty() {
-        Vec::new()
-    } else {
-        let ids: Vec<String> = meters.iter().map(|m| m.device_id.clone()).collect();
+    // Meter jobs of up to STATUS_JOB meters: each job's rows are locked and
+    // its status entries committed once, not once per meter, and no job
+    // holds the store's lock for long (on SQLite it is the whole database).
+    let mut statuses = Vec::with_capacity(meters.len());
+    for chunk in meters.chunks(STATUS_JOB) {
+        let ids: Vec<String> = chunk.iter().map(|m| m.device_id.clone()).collect();
         let wanted = ids.clone();
-        st.postal
+        let part = st
+            .postal
             .meter_job(&ids, move |job| {
                 wanted
                     .iter()
                     .map(|id| job.status(id))
                     .collect::<Result<Vec<_>, _>>()
             })
-            .await?
-    };
+            .await?;
+        statuses.extend(part);
+    }
     let out: Vec<Value> = meters
         .iter()
         .zip(&statuses)

@@ -248,6 +248,11 @@ fn the_meter_list_shows_each_meter_as_it_reads_alone() {
         funded.print(&owner, 680).await;
         let registered = fx.registered(&owner).await;
         let reserved = fx.reserved(&owner).await;
+        // 34 meters in all: the list is read in more than one meter job.
+        let mut more = Vec::new();
+        for _ in 0..31 {
+            more.push(fx.reserved(&owner).await);
+        }
         let other = fx.customer().await;
         let others = fx.funded(&other, 5_000).await;
 
@@ -259,7 +264,9 @@ fn the_meter_list_shows_each_meter_as_it_reads_alone() {
             registered.id.as_str(),
             reserved.as_str(),
         ];
+        want.extend(more.iter().map(String::as_str));
         want.sort_unstable();
+        assert_eq!(want.len(), 34);
         assert_eq!(ids, want, "the owner's meters, and only those");
         for listed in &list {
             let alone = owner.client.meter(&listed.device_id).await.unwrap();
