@@ -38,6 +38,21 @@ use crate::cli::{BenchSubcommand, Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process (Linux).
+///
+/// mimalloc asks the kernel for huge pages (`MADV_HUGEPAGE`) and gives
+/// freed memory back to it, so a busy server kept faulting in fresh 2 MiB
+/// pages, each zeroed by the kernel: about 9 % of `postvault bench`'s CPU in
+/// the load phase, and its p99 latency went from about 40 ms to 25 ms with
+/// them off (BENCHMARKS.md, 2026-12-05 third session). The same advice as
+/// for other latency-bound servers (Redis, PostgreSQL). A kernel without
+/// `PR_SET_THP_DISABLE` (before 3.15) keeps its default: the call's error
+/// changes nothing else, so it is ignored.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 /// A usage error found after parsing (e.g. neither --socket nor --dir): exit 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
@@ -96,6 +111,7 @@ pub fn emit(args: std::fmt::Arguments<'_>) {
 }
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Module(cmd) => module::run(cmd, cli.verbose > 0),

@@ -298,6 +298,15 @@ async fn scenario(store: Option<String>) {
 
     let p = Proc::start(&data, &args);
     assert!(p.url.starts_with("https://127.0.0.1:"), "{}", p.url);
+    // The server runs without transparent huge pages (main.rs says why).
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+        assert!(
+            status.lines().any(|l| l == "THP_enabled:\t0"),
+            "transparent huge pages are on in the server: {status}"
+        );
+    }
     assert_eq!(
         p.fingerprint,
         cert_fingerprint(&data),
