@@ -1,6 +1,7 @@
-//! Bad input to the postal server's API (issue 4, item 10): every kind of
-//! refusal gets a clear 4xx with a message, changes nothing, and has a
-//! test here. The server runs in-process ([`postvault_server::Server`])
+//! Bad input to the postal server's API (issue 4, item 10), and a failed
+//! store commit (item 1): every kind of refusal gets a clear 4xx with a
+//! message (a failed commit, a 500), changes nothing, and has a test
+//! here. The server runs in-process ([`postvault_server::Server`])
 //! over real HTTPS on 127.0.0.1 port 0; the customer side uses
 //! `postvault-client` (the typed client with the certificate pinned, and
 //! its customer-side crypto), and raw `reqwest` requests send what the
@@ -16,14 +17,16 @@
 //! dates, categories, hex), `auth` (passwords, tokens, expired sessions,
 //! roles), `meters` (unknown meters, another customer's meter,
 //! registration), `print` (replays, altered requests, stale challenges,
-//! insufficient postage) and `provider` (signatures, sequences, control
-//! totals, refunds).
+//! insufficient postage), `provider` (signatures, sequences, control
+//! totals, refunds) and `commit` (a store commit that fails: the client
+//! gets a 500, nothing changed, and the next print recovers).
 
 mod common;
 
 mod amounts;
 mod auth;
 mod body;
+mod commit;
 mod fields;
 mod meters;
 mod print;
