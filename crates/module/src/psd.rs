@@ -603,6 +603,40 @@ impl PsdPackage {
         }
     }
 
+    /// The descending register and control total after a download of
+    /// `amount_mills` (Download Postage Value), or why it is refused: a
+    /// download of 0, one that takes DR over the maximum set by Authorize
+    /// Customer, or one that would let AR reach [`AR_LIMIT`] (every mill
+    /// downloaded ends up in AR once printed, so the control total is what
+    /// must stay below the limit). Changes nothing.
+    pub fn registers_after_download(&self, amount_mills: u64) -> Result<(u64, u64), ModuleError> {
+        if amount_mills == 0 {
+            return Err(ModuleError::Invalid(
+                "a download must be of more than 0 mills".into(),
+            ));
+        }
+        let descending = self
+            .descending
+            .checked_add(amount_mills)
+            .filter(|dr| *dr <= self.max_descending)
+            .ok_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "downloading {amount_mills} mills would take the descending register from {} over its maximum of {} mills",
+                    self.descending, self.max_descending
+                ))
+            })?;
+        let control_total = self
+            .control_total
+            .checked_add(amount_mills)
+            .filter(|t| *t < AR_LIMIT)
+            .ok_or_else(|| {
+                ModuleError::Invalid(format!(
+                    "downloading {amount_mills} mills would let the ascending register reach its limit of {AR_LIMIT} mills"
+                ))
+            })?;
+        Ok((descending, control_total))
+    }
+
     /// The register invariant: AR + DR equals the control total (no
     /// overflow). A violation is an internal error: the command that
     /// produced it is refused and nothing is stored.
@@ -1154,6 +1188,81 @@ pub struct IssuedIndicium {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{KeyType, KeyUsage};
+
+    /// A leased package with these registers (its key tokens are never
+    /// opened here).
+    fn leased(ascending: u64, descending: u64) -> PsdPackage {
+        let device = DeviceId {
+            vendor: 42,
+            model: 1,
+            serial: 17,
+        };
+        let token = |key_type, usage| KeyToken {
+            version: 1,
+            key_type,
+            usage,
+            expires: None,
+            exportable: false,
+            mks_generation: 1,
+            mks_id: [0; 16],
+            identity: device.identity(),
+            sealed: vec![0; 60],
+        };
+        PsdPackage {
+            version: PACKAGE_VERSION,
+            device,
+            state: PsdState::Leased,
+            ascending,
+            descending,
+            control_total: ascending + descending,
+            max_descending: DEFAULT_MAX_DESCENDING_MILLS,
+            certificate_serial: None,
+            licensing_zip: Some(100_010_001),
+            signing_key: token(KeyType::EcdsaP256, KeyUsage::IndiciumSigning),
+            kek: token(KeyType::Aes256, KeyUsage::KeyEncrypting),
+            users: Vec::new(),
+            last_transaction: None,
+            last_challenge: None,
+            key_expiry: None,
+            piece_count: 0,
+            last_provider_sequence: 0,
+            reset_user: None,
+            stamp: None,
+        }
+    }
+
+    #[track_caller]
+    fn refused(r: Result<(u64, u64), ModuleError>, needle: &str) {
+        match r {
+            Err(ModuleError::Invalid(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+            other => panic!("expected a refusal saying {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn downloads_keep_dr_under_its_maximum_and_ar_under_its_limit() {
+        let p = leased(1_000, 2_000);
+        assert_eq!(p.registers_after_download(498_000), Ok((500_000, 501_000)));
+        refused(p.registers_after_download(0), "more than 0 mills");
+        refused(
+            p.registers_after_download(498_001),
+            "from 2000 over its maximum of 500000 mills",
+        );
+        refused(p.registers_after_download(u64::MAX), "over its maximum");
+
+        // A meter that has printed almost 2^40 mills in its life: AR may
+        // reach AR_LIMIT - 1 and no further, whatever the DR maximum says.
+        let p = leased(AR_LIMIT - 500, 0);
+        assert_eq!(p.registers_after_download(499), Ok((499, AR_LIMIT - 1)));
+        refused(
+            p.registers_after_download(500),
+            &format!("reach its limit of {AR_LIMIT} mills"),
+        );
+        let p = leased(AR_LIMIT - 500, 200);
+        assert_eq!(p.registers_after_download(299), Ok((499, AR_LIMIT - 1)));
+        refused(p.registers_after_download(300), "reach its limit");
+    }
 
     #[test]
     fn device_identity_and_user_key_aad_keep_their_forms() {

@@ -594,30 +594,7 @@ impl Module {
                 "control total mismatch: the provider's books say {control_total_mills} mills, the meter says {meter_total} mills"
             )));
         }
-        if amount_mills == 0 {
-            return Err(ModuleError::Invalid(
-                "a download must be of more than 0 mills".into(),
-            ));
-        }
-        let descending = package
-            .descending
-            .checked_add(amount_mills)
-            .filter(|dr| *dr <= package.max_descending)
-            .ok_or_else(|| {
-                ModuleError::Invalid(format!(
-                    "downloading {amount_mills} mills would take the descending register from {} over its maximum of {} mills",
-                    package.descending, package.max_descending
-                ))
-            })?;
-        let control_total = meter_total
-            .checked_add(amount_mills)
-            .filter(|t| *t < psd::AR_LIMIT)
-            .ok_or_else(|| {
-                ModuleError::Invalid(format!(
-                    "downloading {amount_mills} mills would let the ascending register reach its limit of {} mills",
-                    psd::AR_LIMIT
-                ))
-            })?;
+        let (descending, control_total) = package.registers_after_download(amount_mills)?;
         package.descending = descending;
         package.control_total = control_total;
         package.last_provider_sequence = message.body.sequence;
