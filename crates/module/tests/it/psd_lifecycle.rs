@@ -100,34 +100,78 @@ pub(crate) fn make_psd_cert(
     serial: &str,
     days: u32,
 ) -> Vec<u8> {
+    make_psd_cert_with(
+        dir,
+        ca,
+        public_key,
+        &format!("/CN={cn}"),
+        serial,
+        days,
+        None,
+    )
+}
+
+/// Like [`make_psd_cert`], with the whole subject (`/CN=a/O=b`) and,
+/// optionally, the certificate's extensions as OpenSSL config lines.
+fn make_psd_cert_with(
+    dir: &Path,
+    ca: &str,
+    public_key: &[u8],
+    subject: &str,
+    serial: &str,
+    days: u32,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     let public_key: [u8; 65] = public_key.try_into().unwrap();
-    let stem = format!("psd-{ca}-{cn}-{serial}-{}", hex::encode(&public_key[1..9]));
+    let name: String = subject
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = format!(
+        "psd-{ca}-{name}-{serial}-{}",
+        hex::encode(&public_key[1..9])
+    );
     let pub_pem = format!("{stem}.pub.pem");
     let der = format!("{stem}.der");
     std::fs::write(dir.join(&pub_pem), public_key_to_pem(&public_key)).unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-new",
-            "-force_pubkey",
-            &pub_pem,
-            "-subj",
-            &format!("/CN={cn}"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-set_serial",
-            &format!("0x{serial}"),
-            "-days",
-            &days.to_string(),
-            "-outform",
-            "DER",
-            "-out",
-            &der,
-        ],
+    let (ca_pem, ca_key, serial, days) = (
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+        format!("0x{serial}"),
+        days.to_string(),
     );
+    let mut args = vec![
+        "x509",
+        "-new",
+        "-force_pubkey",
+        &pub_pem,
+        "-subj",
+        subject,
+        "-CA",
+        &ca_pem,
+        "-CAkey",
+        &ca_key,
+        "-set_serial",
+        &serial,
+        "-days",
+        &days,
+        "-outform",
+        "DER",
+        "-out",
+        &der,
+    ];
+    let ext = format!("{stem}.ext");
+    if let Some(lines) = extensions {
+        std::fs::write(dir.join(&ext), lines).unwrap();
+        args.extend(["-extfile", &ext]);
+    }
+    openssl(dir, &args);
     std::fs::read(dir.join(der)).unwrap()
 }
 
@@ -540,6 +584,50 @@ fn authorize_psd_refuses_a_certificate_naming_another_device() {
         certificate_der: cert,
     };
     assert_rejected(&m.refused(req), "names device");
+    m.authorize_psd();
+}
+
+#[test]
+fn authorize_psd_refuses_a_ca_certificate() {
+    let mut m = Meter::new();
+    let cert = make_psd_cert_with(
+        m.pki.path(),
+        "ca",
+        &m.public_key,
+        &format!("/CN={DEVICE}"),
+        "08",
+        30,
+        Some("basicConstraints=critical,CA:TRUE\n"),
+    );
+    m.time_for(&cert);
+    let req = Request::AuthorizePsd {
+        package: m.package.clone(),
+        checkpoint: m.checkpoint.clone(),
+        certificate_der: cert,
+    };
+    assert_invalid(&m.refused(req), "is a CA certificate");
+    m.authorize_psd();
+}
+
+#[test]
+fn authorize_psd_refuses_a_subject_with_two_common_names() {
+    let mut m = Meter::new();
+    let cert = make_psd_cert_with(
+        m.pki.path(),
+        "ca",
+        &m.public_key,
+        &format!("/CN={DEVICE}/CN={OTHER_DEVICE}"),
+        "09",
+        30,
+        None,
+    );
+    m.time_for(&cert);
+    let req = Request::AuthorizePsd {
+        package: m.package.clone(),
+        checkpoint: m.checkpoint.clone(),
+        certificate_der: cert,
+    };
+    assert_invalid(&m.refused(req), "exactly one CN");
     m.authorize_psd();
 }
 
