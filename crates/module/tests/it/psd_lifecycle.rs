@@ -100,19 +100,11 @@ pub(crate) fn make_psd_cert(
     serial: &str,
     days: u32,
 ) -> Vec<u8> {
-    make_psd_cert_with(
-        dir,
-        ca,
-        public_key,
-        &format!("/CN={cn}"),
-        serial,
-        days,
-        None,
-    )
+    make_psd_cert_with(dir, ca, public_key, &format!("/CN={cn}"), serial, days, &[])
 }
 
-/// Like [`make_psd_cert`], with the whole subject (`/CN=a/O=b`) and,
-/// optionally, the certificate's extensions as OpenSSL config lines.
+/// Like [`make_psd_cert`], with the whole subject (`/CN=a/O=b`) and more
+/// `openssl x509` arguments (e.g. `-extfile FILE`, `-sha384`).
 fn make_psd_cert_with(
     dir: &Path,
     ca: &str,
@@ -120,7 +112,7 @@ fn make_psd_cert_with(
     subject: &str,
     serial: &str,
     days: u32,
-    extensions: Option<&str>,
+    extra: &[&str],
 ) -> Vec<u8> {
     let public_key: [u8; 65] = public_key.try_into().unwrap();
     let name: String = subject
@@ -166,11 +158,7 @@ fn make_psd_cert_with(
         "-out",
         &der,
     ];
-    let ext = format!("{stem}.ext");
-    if let Some(lines) = extensions {
-        std::fs::write(dir.join(&ext), lines).unwrap();
-        args.extend(["-extfile", &ext]);
-    }
+    args.extend(extra);
     openssl(dir, &args);
     std::fs::read(dir.join(der)).unwrap()
 }
@@ -590,6 +578,11 @@ fn authorize_psd_refuses_a_certificate_naming_another_device() {
 #[test]
 fn authorize_psd_refuses_a_ca_certificate() {
     let mut m = Meter::new();
+    std::fs::write(
+        m.pki.path().join("ca-flag.ext"),
+        "basicConstraints=critical,CA:TRUE\n",
+    )
+    .unwrap();
     let cert = make_psd_cert_with(
         m.pki.path(),
         "ca",
@@ -597,7 +590,7 @@ fn authorize_psd_refuses_a_ca_certificate() {
         &format!("/CN={DEVICE}"),
         "08",
         30,
-        Some("basicConstraints=critical,CA:TRUE\n"),
+        &["-extfile", "ca-flag.ext"],
     );
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
@@ -619,7 +612,7 @@ fn authorize_psd_refuses_a_subject_with_two_common_names() {
         &format!("/CN={DEVICE}/CN={OTHER_DEVICE}"),
         "09",
         30,
-        None,
+        &[],
     );
     m.time_for(&cert);
     let req = Request::AuthorizePsd {
@@ -628,6 +621,29 @@ fn authorize_psd_refuses_a_subject_with_two_common_names() {
         certificate_der: cert,
     };
     assert_invalid(&m.refused(req), "exactly one CN");
+    m.authorize_psd();
+}
+
+#[test]
+fn authorize_psd_refuses_a_certificate_signed_with_another_digest() {
+    let mut m = Meter::new();
+    // The right CA key, but ecdsa-with-SHA384: only ecdsa-with-SHA256 is accepted.
+    let cert = make_psd_cert_with(
+        m.pki.path(),
+        "ca",
+        &m.public_key,
+        &format!("/CN={DEVICE}"),
+        "0a",
+        30,
+        &["-sha384"],
+    );
+    m.time_for(&cert);
+    let req = Request::AuthorizePsd {
+        package: m.package.clone(),
+        checkpoint: m.checkpoint.clone(),
+        certificate_der: cert,
+    };
+    assert_invalid(&m.refused(req), "not signed with ecdsa-with-SHA256");
     m.authorize_psd();
 }
 
