@@ -198,6 +198,12 @@ impl Meter {
     }
 
     pub(crate) fn with_ca(load_ca: bool) -> Self {
+        Self::with_card(load_ca, true)
+    }
+
+    /// A module whose crypto card holds the test CA's certificate and the
+    /// provider's public key, or not, as told.
+    pub(crate) fn with_card(load_ca: bool, load_provider: bool) -> Self {
         let f = Fixture::new();
         let m = f.open();
         let mut c = client(&m);
@@ -211,7 +217,7 @@ impl Meter {
                 Request::InitializeCryptoCard {
                     keys: CryptoCardKeys::Generate,
                     ca_certificate: load_ca.then_some(ca),
-                    provider_public_key: Some(provider.public_key().to_vec()),
+                    provider_public_key: load_provider.then(|| provider.public_key().to_vec()),
                 },
             )
         }) {
@@ -779,6 +785,20 @@ pub(crate) fn assigned() -> Meter {
     m.authorize_psd();
     m.configure();
     m
+}
+
+#[test]
+fn provider_messages_need_a_provider_key_in_the_crypto_card() {
+    let mut m = Meter::with_card(true, false);
+    m.authorize_psd();
+    m.configure();
+    let req = m.authorize_customer_request(psd::MAX_DESCENDING_CAP);
+    let e = m.refused(req);
+    assert!(
+        matches!(&e, ModuleError::KeyState(s) if s.contains("no provider public key")),
+        "{e:?}"
+    );
+    assert_eq!(m.retrieve_state(&m.package.clone()), PsdState::Assigned);
 }
 
 #[test]
