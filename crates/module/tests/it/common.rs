@@ -5,10 +5,11 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use postvault_crypto::password::Argon2Params;
 use postvault_module::audit_sink::MemoryAuditSink;
-use postvault_module::module::AuditFault;
+use postvault_module::module::{AuditFault, OpenError};
 use postvault_module::nvm::CrashPoint;
 use postvault_module::protocol::{AccountSettings, NewUser};
 use postvault_module::{
@@ -86,7 +87,27 @@ impl Fixture {
     }
 
     pub fn open_with(&self, opts: &Opts) -> Arc<Mutex<Module>> {
-        Arc::new(Mutex::new(Module::open(self.config(opts)).unwrap()))
+        Arc::new(Mutex::new(open_module(|| self.config(opts))))
+    }
+}
+
+/// Opens a module, waiting out a directory lock that only a process being
+/// spawned still holds. The lock is an `flock` on `module.lock`; when
+/// another test of this binary spawns a program (openssl) just as a module
+/// is dropped, the child holds a copy of the lock's file descriptor until
+/// it runs `exec`, so reopening the same directory at once can find it
+/// locked for that moment. Nothing else holds these directories; any other
+/// error, or a lock that lasts 10 s, fails the test.
+pub fn open_module(mut config: impl FnMut() -> ModuleConfig) -> Module {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Module::open(config()) {
+            Ok(m) => return m,
+            Err(OpenError::Locked(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("opening the module failed: {e}"),
+        }
     }
 }
 

@@ -263,16 +263,18 @@ fn pkcs11_seal(token: &str, key: &str) -> SealConfig {
 /// Opens the module of fixture `f` (its directory, clock and audit sink)
 /// with the given seal instead of the fixture's key file.
 fn open_sealed(f: &Fixture, seal: &SealConfig, create_key: bool) -> Arc<Mutex<Module>> {
-    let mut config = ModuleConfig::new(
-        &f.path().join("module"),
-        open_provider(seal, create_key).expect("open the seal provider"),
-        f.clock.clone(),
-    );
-    config.argon2 = postvault_crypto::password::Argon2Params::TEST;
-    config.audit_sink = Some(Box::new(postvault_module::audit_sink::MemoryAuditSink(
-        f.log.clone(),
-    )));
-    Arc::new(Mutex::new(Module::open(config).unwrap()))
+    Arc::new(Mutex::new(open_module(|| {
+        let mut config = ModuleConfig::new(
+            &f.path().join("module"),
+            open_provider(seal, create_key).expect("open the seal provider"),
+            f.clock.clone(),
+        );
+        config.argon2 = postvault_crypto::password::Argon2Params::TEST;
+        config.audit_sink = Some(Box::new(postvault_module::audit_sink::MemoryAuditSink(
+            f.log.clone(),
+        )));
+        config
+    })))
 }
 
 /// Runs `body` in a child process of this test binary with its own SoftHSM2
