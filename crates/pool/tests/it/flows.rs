@@ -184,6 +184,25 @@ fn two_members_share_one_mks_and_serve_each_others_packages() {
         other => panic!("{other:?}"),
     }
 
+    // B's checkpoint verifies on A (one MKS) but is not A's: refused, with
+    // what to pass instead.
+    let foreign = Request::RetrievePsdStatus {
+        package: package.clone(),
+        checkpoint: cps.get(b.module_id()).cloned(),
+    };
+    match a.call(&foreign) {
+        Err(PoolError::Refused { error, audit }) => {
+            assert!(
+                matches!(&error, postvault_module::ModuleError::Rejected(m)
+                    if m.contains(&format!("belongs to module {}", b.module_id()))
+                        && m.contains("pass this module's checkpoint")),
+                "{error:?}"
+            );
+            seen.add(a.module_id(), &audit);
+        }
+        other => panic!("{other:?}"),
+    }
+
     // Both serve the configured package, each with its own checkpoint.
     for c in [&mut a, &mut b] {
         let req = Request::RetrievePsdStatus {
