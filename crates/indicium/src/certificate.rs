@@ -23,9 +23,10 @@ impl Indicium {
     /// 1. the bytes are exactly one X.509 certificate;
     /// 2. the low 32 bits of its serial number equal
     ///    [`Indicium::certificate_serial`];
-    /// 3. its subject has exactly one common name, and that name contains the
-    ///    device ID string (`0042-0001-00000017`) as a whole word, i.e. not
-    ///    as part of a longer run of digits and `-`;
+    /// 3. its subject has exactly one common name, and that name is the
+    ///    device ID (`0042-0001-00000017`; leading zeros optional): the same
+    ///    rule as the module's Authorize PSD, so no certificate a PSD could
+    ///    sign under is refused and no other name is taken;
     /// 4. its public key is an ECDSA P-256 key (id-ecPublicKey, prime256v1)
     ///    with an uncompressed point;
     /// 5. [`Indicium::signature`] verifies over [`Indicium::payload`] with
@@ -71,8 +72,8 @@ fn low_32_bits(raw_serial: &[u8]) -> u32 {
 }
 
 /// The subject has exactly one common name and it names `device`.
-fn check_subject(cert: &X509Certificate<'_>, device: &DeviceId) -> Result<(), VerifyError> {
-    let device = device.to_string();
+fn check_subject(cert: &X509Certificate<'_>, device_id: &DeviceId) -> Result<(), VerifyError> {
+    let device = device_id.to_string();
     let mismatch = |reason: String| VerifyError::DeviceMismatch {
         device: device.clone(),
         reason,
@@ -88,20 +89,15 @@ fn check_subject(cert: &X509Certificate<'_>, device: &DeviceId) -> Result<(), Ve
     let cn = name
         .as_str()
         .map_err(|e| mismatch(format!("the subject common name is not a string: {e}")))?;
-    if !names_device(cn, &device) {
+    if !names_device(cn, device_id) {
         return Err(mismatch(format!("the subject common name is {cn:?}")));
     }
     Ok(())
 }
 
-/// True when `device` occurs in `cn` not adjacent to another digit or `-`
-/// (so `0042-0001-00000017` is not found in `10042-0001-000000170`).
-fn names_device(cn: &str, device: &str) -> bool {
-    let part_of_id = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit() || c == '-');
-    cn.match_indices(device).any(|(at, _)| {
-        !part_of_id(cn[..at].chars().next_back())
-            && !part_of_id(cn[at + device.len()..].chars().next())
-    })
+/// True when `cn` is exactly a device ID and that ID is `device`.
+fn names_device(cn: &str, device: &DeviceId) -> bool {
+    cn.parse::<DeviceId>().is_ok_and(|d| d == *device)
 }
 
 /// The certificate's public key as a SEC1 uncompressed P-256 point.
@@ -154,18 +150,19 @@ mod tests {
 
     #[test]
     fn device_in_common_name() {
-        let d = "0042-0001-00000017";
-        assert!(names_device(d, d));
-        assert!(names_device("PSD 0042-0001-00000017", d));
-        assert!(names_device("0042-0001-00000017 (postvault)", d));
-        assert!(names_device("psd:0042-0001-00000017", d));
-        assert!(!names_device("10042-0001-00000017", d));
-        assert!(!names_device("0042-0001-000000170", d));
-        assert!(!names_device("0042-0001-00000017-2", d));
-        assert!(!names_device("x-0042-0001-00000017", d));
-        assert!(!names_device("0042-0001-00000018", d));
-        assert!(!names_device("", d));
-        // A later, well-delimited occurrence still counts.
-        assert!(names_device("10042-0001-00000017 0042-0001-00000017", d));
+        let d: DeviceId = "0042-0001-00000017".parse().unwrap();
+        assert!(names_device("0042-0001-00000017", &d));
+        // Leading zeros are optional, as everywhere a device ID is read.
+        assert!(names_device("42-1-17", &d));
+        // Anything around the ID, or another ID, is not this device.
+        assert!(!names_device("PSD 0042-0001-00000017", &d));
+        assert!(!names_device("0042-0001-00000017 (postvault)", &d));
+        assert!(!names_device(" 0042-0001-00000017", &d));
+        assert!(!names_device("10042-0001-00000017", &d));
+        assert!(!names_device("0042-0001-000000170", &d));
+        assert!(!names_device("0042-0001-00000017-2", &d));
+        assert!(!names_device("0042-0001-00000018", &d));
+        assert!(!names_device("10042-0001-00000017 0042-0001-00000017", &d));
+        assert!(!names_device("", &d));
     }
 }

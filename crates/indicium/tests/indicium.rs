@@ -607,8 +607,9 @@ fn verify_with_openssl_certificate_and_signature() {
     let e = ind.verify_with_certificate(&longer).unwrap_err();
     assert!(matches!(e, VerifyError::DeviceMismatch { .. }), "{e}");
 
-    // A CN that names the device among other words is accepted (the
-    // signature is from the other key, so that check is the one that fails).
+    // A CN that names the device among other words is refused, even with
+    // a signature its key made: no module authorizes a PSD under it
+    // (Authorize PSD takes a CN that is exactly the device ID).
     let worded = issue(
         dir,
         "worded",
@@ -616,13 +617,17 @@ fn verify_with_openssl_certificate_and_signature() {
         "/CN=PSD 0042-0001-00000017",
         "0x89ABCDEF",
     );
-    assert_eq!(
-        ind.verify_with_certificate(&worded),
-        Err(VerifyError::Signature)
-    );
     let mut reworded = ind.clone();
     reworded.signature = openssl_sign(dir, "worded", &ind.payload().unwrap());
-    assert_eq!(reworded.verify_with_certificate(&worded), Ok(()));
+    let e = reworded.verify_with_certificate(&worded).unwrap_err();
+    assert!(matches!(e, VerifyError::DeviceMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("PSD 0042-0001-00000017"), "{e}");
+    // A CN that is the device ID with its leading zeros left out is the
+    // device: with that certificate's key, the indicium verifies.
+    let plain = issue(dir, "plain", "P-256", "/CN=42-1-17", "0x89ABCDEF");
+    let mut replain = ind.clone();
+    replain.signature = openssl_sign(dir, "plain", &ind.payload().unwrap());
+    assert_eq!(replain.verify_with_certificate(&plain), Ok(()));
 
     // A P-384 key is not accepted.
     let p384 = issue(dir, "p384", "P-384", "/CN=0042-0001-00000017", "0x89ABCDEF");
