@@ -18,8 +18,9 @@
 //! roles), `meters` (unknown meters, another customer's meter,
 //! registration), `print` (replays, altered requests, stale challenges,
 //! insufficient postage), `provider` (signatures, sequences, control
-//! totals, refunds) and `commit` (a store commit that fails: the client
-//! gets a 500, nothing changed, and the next print recovers).
+//! totals, refunds), `commit` (a store commit that fails: the client
+//! gets a 500, nothing changed, and the next print recovers) and `modules`
+//! (a module that cannot write its NVM is taken out of service).
 
 mod common;
 
@@ -29,5 +30,6 @@ mod body;
 mod commit;
 mod fields;
 mod meters;
+mod modules;
 mod print;
 mod provider;
