@@ -990,8 +990,9 @@ fn provider_signing_bytes_are_domain_separated() {
     );
 }
 
-#[test]
-fn a_broken_register_invariant_is_an_internal_error() {
+/// A leased package of [`DEVICE`] with these registers, built directly
+/// (its key tokens are placeholders, never opened).
+fn leased_package(ascending: u64, descending: u64) -> psd::PsdPackage {
     use postvault_module::keys::{KeyToken, KeyType, KeyUsage};
     let token = |key_type, usage| KeyToken {
         version: 1,
@@ -1004,13 +1005,13 @@ fn a_broken_register_invariant_is_an_internal_error() {
         identity: DEVICE.identity(),
         sealed: vec![0; 60],
     };
-    let mut p = psd::PsdPackage {
+    psd::PsdPackage {
         version: psd::PACKAGE_VERSION,
         device: DEVICE,
         state: PsdState::Leased,
-        ascending: 1_000,
-        descending: 2_000,
-        control_total: 3_000,
+        ascending,
+        descending,
+        control_total: ascending + descending,
         max_descending: psd::DEFAULT_MAX_DESCENDING_MILLS,
         certificate_serial: None,
         licensing_zip: Some(ZIP),
@@ -1024,12 +1025,59 @@ fn a_broken_register_invariant_is_an_internal_error() {
         last_provider_sequence: 0,
         reset_user: None,
         stamp: None,
-    };
+    }
+}
+
+#[test]
+fn a_broken_register_invariant_is_an_internal_error() {
+    let mut p = leased_package(1_000, 2_000);
     assert_eq!(p.check_registers(), Ok(()));
     p.descending += 1;
     assert!(matches!(p.check_registers(), Err(ModuleError::Internal(_))));
     p.ascending = u64::MAX;
     assert!(matches!(p.check_registers(), Err(ModuleError::Internal(_))));
+}
+
+/// Download Postage Value's amount checks, on packages no test could fund
+/// through the module (an AR near 2^40 mills): the command runs exactly
+/// [`psd::PsdPackage::registers_after_download`].
+#[test]
+fn downloads_keep_dr_under_its_maximum_and_ar_under_its_limit() {
+    let p = leased_package(1_000, 2_000);
+    assert_eq!(p.registers_after_download(498_000), Ok((500_000, 501_000)));
+    assert_invalid(
+        &p.registers_after_download(0).unwrap_err(),
+        "more than 0 mills",
+    );
+    assert_invalid(
+        &p.registers_after_download(498_001).unwrap_err(),
+        "from 2000 over its maximum of 500000 mills",
+    );
+    assert_invalid(
+        &p.registers_after_download(u64::MAX).unwrap_err(),
+        "over its maximum",
+    );
+
+    // A meter that has printed almost 2^40 mills in its life: AR may reach
+    // AR_LIMIT - 1 and no further, whatever the DR maximum says.
+    let p = leased_package(psd::AR_LIMIT - 500, 0);
+    assert_eq!(
+        p.registers_after_download(499),
+        Ok((499, psd::AR_LIMIT - 1))
+    );
+    assert_invalid(
+        &p.registers_after_download(500).unwrap_err(),
+        &format!("reach its limit of {} mills", psd::AR_LIMIT),
+    );
+    let p = leased_package(psd::AR_LIMIT - 500, 200);
+    assert_eq!(
+        p.registers_after_download(299),
+        Ok((499, psd::AR_LIMIT - 1))
+    );
+    assert_invalid(
+        &p.registers_after_download(300).unwrap_err(),
+        "reach its limit",
+    );
 }
 
 /// The NVM image of the module in `f` without its audit chain state (which
