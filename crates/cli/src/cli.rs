@@ -144,6 +144,7 @@ pub struct ServerArgs {
     /// A TOML configuration file: data, listen, store,
     /// session_idle_timeout_secs (900), failed_logon_limit (5),
     /// max_body_bytes (65536), tls_cert and tls_key, modules,
+    /// async_workers (threads serving HTTPS; one per CPU but one),
     /// module_sockets, modules_dir, module_first, meter_stock,
     /// cross_check_threshold, provider_public_key (see the server crate's
     /// config documentation). Unknown keys are an error.
@@ -1208,10 +1209,12 @@ pub struct BenchLoadArgs {
     #[arg(long, value_name = "FILE", requires = "login")]
     pub password_file: Option<PathBuf>,
     /// Concurrent clients, each with its own connection and meter. The
-    /// default, 128, keeps a two-core server busy and its batches full
-    /// enough to spread each fsync over many pieces: with fewer, the
-    /// clients spend the time waiting for the batch their pieces are in.
-    #[arg(long, value_name = "N", default_value_t = 128,
+    /// default, 256, keeps a two-core server busy and its batches full
+    /// (up to 256 pieces, about half the clients: the other half is being
+    /// answered meanwhile), so each fsync is spread over many pieces; with
+    /// fewer, the clients spend the time waiting for the batch their pieces
+    /// are in. Set-up registers one meter per client (about 10 s for 256).
+    #[arg(long, value_name = "N", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub clients: u32,
     /// Seconds of load (set-up not counted).

@@ -70,7 +70,15 @@ pub fn run(a: &BenchLoadArgs) -> Result<ExitCode> {
     let target = Duration::from_secs_f64(a.seconds);
     let sign_target =
         Duration::from_secs_f64(a.sign_seconds.unwrap_or(a.seconds.min(SIGN_SECONDS)));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // The embedded server runs on this runtime, with the load generator:
+    // it gets the async workers `postvault serve` would (one per CPU but
+    // one, left to the print path's blocking work). Against `--url`, the
+    // load generator has the machine to itself.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if a.server.url.is_none() {
+        builder.worker_threads(postvault_server::default_async_workers_here());
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -32,7 +32,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => usage!("{e}"),
     };
+    // Async workers: by default one per CPU but one, which is left to the
+    // print path's module and store work (see `default_async_workers`).
+    let async_workers = config.async_workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(async_workers)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -57,7 +61,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", server.operator_credentials());
         let modules = server.modules();
         let serving = modules.iter().filter(|m| m.in_service).count();
-        outln!("modules: {serving} of {} in service", modules.len());
+        outln!(
+            "modules: {serving} of {} in service; {async_workers} async worker thread{} serving HTTPS",
+            modules.len(),
+            if async_workers == 1 { "" } else { "s" }
+        );
         for m in &modules {
             let place = match &m.socket {
                 Some(s) => format!("daemon {}", s.display()),

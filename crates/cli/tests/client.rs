@@ -719,6 +719,16 @@ impl Daemon {
     }
 }
 
+/// The line `postvault serve` prints about its modules, with the default
+/// number of async workers.
+fn modules_line(serving: usize, members: usize) -> String {
+    let workers = postvault_server::default_async_workers_here();
+    let s = if workers == 1 { "" } else { "s" };
+    format!(
+        "modules: {serving} of {members} in service; {workers} async worker thread{s} serving HTTPS"
+    )
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -741,8 +751,14 @@ fn module_daemons_serve_the_server_and_one_that_dies_is_taken_out_of_service() {
         std::ffi::OsStr::new("--module-socket"),
         s1.as_os_str(),
     ];
-    let mut server = Server::start_args(&data, None, &args);
-    assert_eq!(server.line(), "modules: 2 of 2 in service");
+    // The async workers as configured (the other starts use the default).
+    let config = work.path().join("postvault.toml");
+    std::fs::write(&config, "async_workers = 3\n").unwrap();
+    let mut server = Server::start_args(&data, Some(&config), &args);
+    assert_eq!(
+        server.line(),
+        "modules: 2 of 2 in service; 3 async worker threads serving HTTPS"
+    );
     let m0 = server.line();
     assert!(
         m0.contains("m0.sock") && m0.ends_with(") in service"),
@@ -828,7 +844,7 @@ fn module_daemons_serve_the_server_and_one_that_dies_is_taken_out_of_service() {
 
     // Restarted without daemon 1: it is reported out of service.
     let mut server = Server::start_args(&data, None, &args);
-    assert_eq!(server.line(), "modules: 1 of 2 in service");
+    assert_eq!(server.line(), modules_line(1, 2));
     let _ = server.line();
     let m1 = server.line();
     assert!(
@@ -842,7 +858,7 @@ fn module_daemons_serve_the_server_and_one_that_dies_is_taken_out_of_service() {
     // Daemon 1 back: both serve again, the same modules as before.
     let _d1 = Daemon::start(&dir(1), &socket(1));
     let mut server = Server::start_args(&data, None, &args);
-    assert_eq!(server.line(), "modules: 2 of 2 in service");
+    assert_eq!(server.line(), modules_line(2, 2));
     assert_eq!(server.line(), m0);
     let again = server.line();
     assert!(again.ends_with(") in service"), "{again}");

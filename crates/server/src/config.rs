@@ -13,6 +13,8 @@
 //! tls_cert = "/etc/postvault/cert.pem" # both or neither; default: self-signed
 //! tls_key = "/etc/postvault/key.pem"   #   in DATA/tls/
 //! modules = 2                          # in-process modules (default: one per CPU)
+//! async_workers = 1                    # threads serving HTTPS (default: one
+//!                                      #   per CPU but one, at least one)
 //! # module_sockets = ["/run/postvault/m0.sock", "/run/postvault/m1.sock"]
 //! #   instead of in-process modules: module daemons, one per socket
 //! #   (`postvault module serve --dir D --socket S`), set up on first start
@@ -49,6 +51,26 @@ pub const DEFAULT_MAX_MODULES: usize = 8;
 /// Certified meters MeterGen keeps ready by default.
 pub const DEFAULT_METER_STOCK: u64 = 4;
 
+/// The default number of async worker threads (the threads that serve
+/// HTTPS: TLS, HTTP, JSON) for a machine with `cpus` CPUs: one per CPU but
+/// one, and at least one.
+///
+/// The CPU left over is for the print path's blocking work, the module
+/// commands and the store's commits, which run on other threads. On SQLite
+/// that work is one batch at a time (the database is the meter lock) and
+/// every print waits for it; with as many async workers as CPUs, the
+/// workers preempt it and every batch takes longer. Measured with
+/// `postvault bench` on two CPUs: 17 % more indicia per second with one
+/// worker than with two (BENCHMARKS.md, 2026-12-05, fourth session).
+pub fn default_async_workers(cpus: usize) -> usize {
+    cpus.saturating_sub(1).max(1)
+}
+
+/// [`default_async_workers`] for this machine.
+pub fn default_async_workers_here() -> usize {
+    default_async_workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// The configuration file as written. Every key is optional; an unknown key
 /// is an error (a misspelt setting must not be silently ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +94,9 @@ pub struct ConfigFile {
     pub tls_key: Option<PathBuf>,
     /// How many modules run in process (1 to 64; default one per CPU).
     pub modules: Option<usize>,
+    /// How many async worker threads serve HTTPS (1 to 256; default
+    /// [`default_async_workers`]).
+    pub async_workers: Option<usize>,
     /// Module daemons to use instead of in-process modules, one Unix socket
     /// each (`postvault module serve --dir D --socket S`).
     pub module_sockets: Option<Vec<PathBuf>>,
@@ -153,6 +178,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Pool members: in-process modules, or as many as `module_sockets`.
     pub modules: usize,
+    /// Async worker threads for the runtime the server runs on (the caller
+    /// builds the runtime: `postvault serve` uses this).
+    pub async_workers: usize,
     /// Module daemons' sockets; empty for in-process modules.
     pub module_sockets: Vec<PathBuf>,
     /// The module pool's directory.
@@ -179,6 +207,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("tls", &self.tls)
             .field("modules", &self.modules)
+            .field("async_workers", &self.async_workers)
             .field("module_sockets", &self.module_sockets)
             .field("modules_dir", &self.modules_dir)
             .field("module_first", &self.module_first)
@@ -303,6 +332,14 @@ impl ServerConfig {
                 "modules = {modules}: must be 1 to 64"
             )));
         }
+        let async_workers = file
+            .async_workers
+            .unwrap_or_else(default_async_workers_here);
+        if !(1..=256).contains(&async_workers) {
+            return Err(ServerError::Config(format!(
+                "async_workers = {async_workers}: must be 1 to 256"
+            )));
+        }
         let meter_stock = file.meter_stock.unwrap_or(DEFAULT_METER_STOCK);
         if !(1..=10_000).contains(&meter_stock) {
             return Err(ServerError::Config(format!(
@@ -319,6 +356,7 @@ impl ServerConfig {
             max_body_bytes,
             tls,
             modules,
+            async_workers,
             module_sockets,
             modules_dir,
             module_first: file.module_first.unwrap_or(0),
@@ -350,6 +388,18 @@ mod tests {
         assert_eq!(c.session_idle_timeout_secs, 900);
         assert_eq!(c.failed_logon_limit, 5);
         assert_eq!(c.tls, None);
+        assert_eq!(c.async_workers, default_async_workers_here());
+    }
+
+    #[test]
+    fn one_cpu_is_left_to_the_print_path() {
+        assert_eq!(default_async_workers(0), 1);
+        assert_eq!(default_async_workers(1), 1);
+        assert_eq!(default_async_workers(2), 1);
+        assert_eq!(default_async_workers(16), 15);
+        let file = ConfigFile::parse("async_workers = 3\n").unwrap();
+        let c = ServerConfig::build(file, Overrides::default()).unwrap();
+        assert_eq!(c.async_workers, 3);
     }
 
     #[test]
@@ -418,6 +468,8 @@ mod tests {
             "listen = \"localhost\"",
             "store = \"mysql://x\"",
             "tls_cert = \"/c.pem\"",
+            "async_workers = 0",
+            "async_workers = 257",
         ] {
             let file = ConfigFile::parse(text).unwrap();
             assert!(

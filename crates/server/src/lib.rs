@@ -52,6 +52,7 @@ pub use api::ROUTES;
 pub use config::{
     ConfigFile, DEFAULT_DATA_DIR, DEFAULT_FAILED_LOGON_LIMIT, DEFAULT_LISTEN,
     DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT_SECS, Overrides, ServerConfig, TlsFiles,
+    default_async_workers, default_async_workers_here,
 };
 pub use error::{Result, ServerError};
 pub use operator::{CREDENTIALS_FILE, OPERATOR_LOGIN, OperatorCredentials};
