@@ -731,7 +731,7 @@ mod tests {
             closing: Default::default(),
             committed: Default::default(),
         });
-        let printer = crate::printer::start(postal.clone(), 1);
+        let printer = crate::printer::start(postal.clone(), 1, crate::config::DEFAULT_PRINT_QUEUE);
         Arc::new(AppState {
             store,
             postal,

@@ -15,6 +15,8 @@
 //! modules = 2                          # in-process modules (default: one per CPU)
 //! async_workers = 1                    # threads serving HTTPS (default: one
 //!                                      #   per CPU but one, at least one)
+//! print_queue = 4096                   # print requests that may wait for a
+//!                                      #   batch; beyond it the answer is 503
 //! # module_sockets = ["/run/postvault/m0.sock", "/run/postvault/m1.sock"]
 //! #   instead of in-process modules: module daemons, one per socket
 //! #   (`postvault module serve --dir D --socket S`), set up on first start
@@ -50,6 +52,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_MODULES: usize = 8;
 /// Certified meters MeterGen keeps ready by default.
 pub const DEFAULT_METER_STOCK: u64 = 4;
+/// How many print requests may wait for a batch by default (16 full
+/// batches); beyond it the API answers 503 rather than let clients wait
+/// ever longer.
+pub const DEFAULT_PRINT_QUEUE: usize = 4096;
 
 /// The default number of async worker threads (the threads that serve
 /// HTTPS: TLS, HTTP, JSON) for a machine with `cpus` CPUs: one per CPU but
@@ -97,6 +103,9 @@ pub struct ConfigFile {
     /// How many async worker threads serve HTTPS (1 to 256; default
     /// [`default_async_workers`]).
     pub async_workers: Option<usize>,
+    /// How many print requests may wait for a batch (1 to 1048576; default
+    /// [`DEFAULT_PRINT_QUEUE`]); beyond it a print is answered 503.
+    pub print_queue: Option<usize>,
     /// Module daemons to use instead of in-process modules, one Unix socket
     /// each (`postvault module serve --dir D --socket S`).
     pub module_sockets: Option<Vec<PathBuf>>,
@@ -181,6 +190,8 @@ pub struct ServerConfig {
     /// Async worker threads for the runtime the server runs on (the caller
     /// builds the runtime: `postvault serve` uses this).
     pub async_workers: usize,
+    /// Print requests that may wait for a batch.
+    pub print_queue: usize,
     /// Module daemons' sockets; empty for in-process modules.
     pub module_sockets: Vec<PathBuf>,
     /// The module pool's directory.
@@ -208,6 +219,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("tls", &self.tls)
             .field("modules", &self.modules)
             .field("async_workers", &self.async_workers)
+            .field("print_queue", &self.print_queue)
             .field("module_sockets", &self.module_sockets)
             .field("modules_dir", &self.modules_dir)
             .field("module_first", &self.module_first)
@@ -340,6 +352,12 @@ impl ServerConfig {
                 "async_workers = {async_workers}: must be 1 to 256"
             )));
         }
+        let print_queue = file.print_queue.unwrap_or(DEFAULT_PRINT_QUEUE);
+        if !(1..=1 << 20).contains(&print_queue) {
+            return Err(ServerError::Config(format!(
+                "print_queue = {print_queue}: must be 1 to 1048576"
+            )));
+        }
         let meter_stock = file.meter_stock.unwrap_or(DEFAULT_METER_STOCK);
         if !(1..=10_000).contains(&meter_stock) {
             return Err(ServerError::Config(format!(
@@ -357,6 +375,7 @@ impl ServerConfig {
             tls,
             modules,
             async_workers,
+            print_queue,
             module_sockets,
             modules_dir,
             module_first: file.module_first.unwrap_or(0),
@@ -389,6 +408,7 @@ mod tests {
         assert_eq!(c.failed_logon_limit, 5);
         assert_eq!(c.tls, None);
         assert_eq!(c.async_workers, default_async_workers_here());
+        assert_eq!(c.print_queue, DEFAULT_PRINT_QUEUE);
     }
 
     #[test]
@@ -470,6 +490,8 @@ mod tests {
             "tls_cert = \"/c.pem\"",
             "async_workers = 0",
             "async_workers = 257",
+            "print_queue = 0",
+            "print_queue = 1048577",
         ] {
             let file = ConfigFile::parse(text).unwrap();
             assert!(

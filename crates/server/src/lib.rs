@@ -51,8 +51,8 @@ use tokio::task::JoinHandle;
 pub use api::ROUTES;
 pub use config::{
     ConfigFile, DEFAULT_DATA_DIR, DEFAULT_FAILED_LOGON_LIMIT, DEFAULT_LISTEN,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_IDLE_TIMEOUT_SECS, Overrides, ServerConfig, TlsFiles,
-    default_async_workers, default_async_workers_here,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_PRINT_QUEUE, DEFAULT_SESSION_IDLE_TIMEOUT_SECS, Overrides,
+    ServerConfig, TlsFiles, default_async_workers, default_async_workers_here,
 };
 pub use error::{Result, ServerError};
 pub use operator::{CREDENTIALS_FILE, OPERATOR_LOGIN, OperatorCredentials};
@@ -151,7 +151,7 @@ impl Server {
             .fill_stock()
             .await
             .map_err(|e| ServerError::Setup(format!("MeterGen: {}", e.message())))?;
-        let printer = printer::start(postal.clone(), pool.in_service());
+        let printer = printer::start(postal.clone(), pool.in_service(), config.print_queue);
         let state = Arc::new(api::AppState {
             store,
             clock,

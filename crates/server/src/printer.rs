@@ -29,8 +29,6 @@ use crate::postal::{Job, Postal, refusal, unexpected};
 
 /// The most pieces in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
-/// How many print requests may wait; beyond it the API answers 503.
-pub(crate) const QUEUE: usize = 4096;
 
 /// One queued print.
 pub(crate) struct PrintJob {
@@ -92,9 +90,10 @@ pub(crate) fn record_piece(
     })
 }
 
-/// Starts `workers` printer tasks; returns the queue they take from.
-pub(crate) fn start(postal: Arc<Postal>, workers: usize) -> mpsc::Sender<PrintJob> {
-    let (tx, rx) = mpsc::channel(QUEUE);
+/// Starts `workers` printer tasks; returns the queue they take from, where
+/// at most `queue` print requests wait (the API answers 503 beyond it).
+pub(crate) fn start(postal: Arc<Postal>, workers: usize, queue: usize) -> mpsc::Sender<PrintJob> {
+    let (tx, rx) = mpsc::channel(queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
     let turn = postal
         .store

@@ -104,12 +104,21 @@ fn data_dir() -> PathBuf {
 /// Starts a server: one module, two meters in stock, the development
 /// provider in the server, the given idle timeout.
 pub async fn start(session_idle_timeout_secs: u64) -> Fixture {
+    start_with(session_idle_timeout_secs, |_| {}).await
+}
+
+/// [`start`], with `tweak` applied to the configuration last.
+pub async fn start_with(
+    session_idle_timeout_secs: u64,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> Fixture {
     let data = data_dir();
     let mut config = ServerConfig::new(&data).unwrap();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.modules = 1;
     config.meter_stock = 2;
     config.session_idle_timeout_secs = session_idle_timeout_secs;
+    tweak(&mut config);
     let store_url = config.store_url.clone();
     let clock = Arc::new(ManualClock::new(START));
     let server = Server::start(config, clock.clone()).await.unwrap();

@@ -19,8 +19,9 @@
 //! registration), `print` (replays, altered requests, stale challenges,
 //! insufficient postage), `provider` (signatures, sequences, control
 //! totals, refunds), `commit` (a store commit that fails: the client
-//! gets a 500, nothing changed, and the next print recovers) and `modules`
-//! (a module that cannot write its NVM is taken out of service).
+//! gets a 500, nothing changed, and the next print recovers), `modules`
+//! (a module that cannot write its NVM is taken out of service) and
+//! `queue` (a full print queue: 503, nothing changed).
 
 mod common;
 
@@ -33,3 +34,4 @@ mod meters;
 mod modules;
 mod print;
 mod provider;
+mod queue;
