@@ -144,7 +144,8 @@ pub struct ServerArgs {
     /// A TOML configuration file: data, listen, store,
     /// session_idle_timeout_secs (900), failed_logon_limit (5),
     /// max_body_bytes (65536), tls_cert and tls_key, modules,
-    /// async_workers (threads serving HTTPS; one per CPU but one),
+    /// async_workers (threads serving HTTPS; on SQLite one per CPU but
+    /// one, on PostgreSQL one per CPU),
     /// print_queue (4096 print requests waiting, then 503),
     /// module_sockets, modules_dir, module_first, meter_stock,
     /// cross_check_threshold, provider_public_key (see the server crate's

@@ -71,12 +71,12 @@ pub fn run(a: &BenchLoadArgs) -> Result<ExitCode> {
     let sign_target =
         Duration::from_secs_f64(a.sign_seconds.unwrap_or(a.seconds.min(SIGN_SECONDS)));
     // The embedded server runs on this runtime, with the load generator:
-    // it gets the async workers `postvault serve` would (one per CPU but
-    // one, left to the print path's blocking work). Against `--url`, the
+    // it gets the async workers `postvault serve` would on SQLite (one per
+    // CPU but one, left to the print path's blocking work). Against `--url`, the
     // load generator has the machine to itself.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if a.server.url.is_none() {
-        builder.worker_threads(postvault_server::default_async_workers_here());
+        builder.worker_threads(postvault_server::default_async_workers_here("sqlite"));
     }
     let runtime = builder
         .enable_all()

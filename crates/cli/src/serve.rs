@@ -32,8 +32,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => usage!("{e}"),
     };
-    // Async workers: by default one per CPU but one, which is left to the
-    // print path's module and store work (see `default_async_workers`).
+    // Async workers: by default on SQLite one per CPU but one, which is
+    // left to the print path's module and store work; on PostgreSQL one
+    // per CPU (see `default_async_workers`).
     let async_workers = config.async_workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(async_workers)

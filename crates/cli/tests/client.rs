@@ -722,7 +722,7 @@ impl Daemon {
 /// The line `postvault serve` prints about its modules, with the default
 /// number of async workers.
 fn modules_line(serving: usize, members: usize) -> String {
-    let workers = postvault_server::default_async_workers_here();
+    let workers = postvault_server::default_async_workers_here("sqlite");
     let s = if workers == 1 { "" } else { "s" };
     format!(
         "modules: {serving} of {members} in service; {workers} async worker thread{s} serving HTTPS"

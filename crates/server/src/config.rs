@@ -14,7 +14,7 @@
 //! tls_key = "/etc/postvault/key.pem"   #   in DATA/tls/
 //! modules = 2                          # in-process modules (default: one per CPU)
 //! async_workers = 1                    # threads serving HTTPS (default: one
-//!                                      #   per CPU but one, at least one)
+//!                                      #   per CPU, on SQLite one but one)
 //! print_queue = 4096                   # print requests that may wait for a
 //!                                      #   batch; beyond it the answer is 503
 //! # module_sockets = ["/run/postvault/m0.sock", "/run/postvault/m1.sock"]
@@ -58,23 +58,33 @@ pub const DEFAULT_METER_STOCK: u64 = 4;
 pub const DEFAULT_PRINT_QUEUE: usize = 4096;
 
 /// The default number of async worker threads (the threads that serve
-/// HTTPS: TLS, HTTP, JSON) for a machine with `cpus` CPUs: one per CPU but
-/// one, and at least one.
+/// HTTPS: TLS, HTTP, JSON) for a machine with `cpus` CPUs and the store
+/// engine `store_engine` ([`ServerConfig::store_engine`]): on SQLite one per
+/// CPU but one, at least one; on PostgreSQL one per CPU.
 ///
-/// The CPU left over is for the print path's blocking work, the module
-/// commands and the store's commits, which run on other threads. On SQLite
-/// that work is one batch at a time (the database is the meter lock) and
-/// every print waits for it; with as many async workers as CPUs, the
-/// workers preempt it and every batch takes longer. Measured with
-/// `postvault bench` on two CPUs: 17 % more indicia per second with one
-/// worker than with two (BENCHMARKS.md, 2026-12-05, fourth session).
-pub fn default_async_workers(cpus: usize) -> usize {
-    cpus.saturating_sub(1).max(1)
+/// On SQLite the CPU left over is for the print path's blocking work, the
+/// module commands and the store's commits, which run on other threads one
+/// batch at a time (the database is the meter lock) while every print
+/// waits for it; with as many async workers as CPUs, the workers preempt
+/// it and every batch takes longer. On PostgreSQL batches run side by side
+/// and the store's client runs on the async workers, which then need every
+/// CPU. Measured on two CPUs (BENCHMARKS.md, 2026-12-05, fourth session):
+/// `postvault bench` (SQLite) 17 % more indicia per second with one worker
+/// than with two; a server on PostgreSQL 9 % fewer.
+pub fn default_async_workers(cpus: usize, store_engine: &str) -> usize {
+    if store_engine == "sqlite" {
+        cpus.saturating_sub(1).max(1)
+    } else {
+        cpus.max(1)
+    }
 }
 
 /// [`default_async_workers`] for this machine.
-pub fn default_async_workers_here() -> usize {
-    default_async_workers(std::thread::available_parallelism().map_or(1, |n| n.get()))
+pub fn default_async_workers_here(store_engine: &str) -> usize {
+    default_async_workers(
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        store_engine,
+    )
 }
 
 /// The configuration file as written. Every key is optional; an unknown key
@@ -346,7 +356,7 @@ impl ServerConfig {
         }
         let async_workers = file
             .async_workers
-            .unwrap_or_else(default_async_workers_here);
+            .unwrap_or_else(|| default_async_workers_here(engine_of(&store_url)));
         if !(1..=256).contains(&async_workers) {
             return Err(ServerError::Config(format!(
                 "async_workers = {async_workers}: must be 1 to 256"
@@ -387,11 +397,16 @@ impl ServerConfig {
 
     /// The store engine the URL names (`"sqlite"` or `"postgres"`).
     pub fn store_engine(&self) -> &'static str {
-        if self.store_url.starts_with("sqlite://") {
-            "sqlite"
-        } else {
-            "postgres"
-        }
+        engine_of(&self.store_url)
+    }
+}
+
+/// The engine a store URL (already checked) names.
+fn engine_of(store_url: &str) -> &'static str {
+    if store_url.starts_with("sqlite://") {
+        "sqlite"
+    } else {
+        "postgres"
     }
 }
 
@@ -407,16 +422,22 @@ mod tests {
         assert_eq!(c.session_idle_timeout_secs, 900);
         assert_eq!(c.failed_logon_limit, 5);
         assert_eq!(c.tls, None);
-        assert_eq!(c.async_workers, default_async_workers_here());
+        assert_eq!(c.async_workers, default_async_workers_here("sqlite"));
         assert_eq!(c.print_queue, DEFAULT_PRINT_QUEUE);
     }
 
     #[test]
-    fn one_cpu_is_left_to_the_print_path() {
-        assert_eq!(default_async_workers(0), 1);
-        assert_eq!(default_async_workers(1), 1);
-        assert_eq!(default_async_workers(2), 1);
-        assert_eq!(default_async_workers(16), 15);
+    fn async_workers_follow_the_cpus_and_the_store_engine() {
+        assert_eq!(default_async_workers(0, "sqlite"), 1);
+        assert_eq!(default_async_workers(1, "sqlite"), 1);
+        assert_eq!(default_async_workers(2, "sqlite"), 1);
+        assert_eq!(default_async_workers(16, "sqlite"), 15);
+        assert_eq!(default_async_workers(0, "postgres"), 1);
+        assert_eq!(default_async_workers(2, "postgres"), 2);
+        assert_eq!(default_async_workers(16, "postgres"), 16);
+        let file = ConfigFile::parse("store = \"postgres://pv@db/pv\"\n").unwrap();
+        let c = ServerConfig::build(file, Overrides::default()).unwrap();
+        assert_eq!(c.async_workers, default_async_workers_here("postgres"));
         let file = ConfigFile::parse("async_workers = 3\n").unwrap();
         let c = ServerConfig::build(file, Overrides::default()).unwrap();
         assert_eq!(c.async_workers, 3);
