@@ -72,8 +72,8 @@ pub fn run(a: &BenchLoadArgs) -> Result<ExitCode> {
         Duration::from_secs_f64(a.sign_seconds.unwrap_or(a.seconds.min(SIGN_SECONDS)));
     // The embedded server runs on this runtime, with the load generator:
     // it gets the async workers `postvault serve` would on SQLite (one per
-    // CPU but one, left to the print path's blocking work). Against `--url`, the
-    // load generator has the machine to itself.
+    // CPU but one, left to the print path's blocking work). Against
+    // `--url`, the load generator has the machine to itself.
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if a.server.url.is_none() {
         builder.worker_threads(postvault_server::default_async_workers_here("sqlite"));
