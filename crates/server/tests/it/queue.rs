@@ -69,7 +69,9 @@ fn a_full_print_queue_answers_503_and_changes_nothing() {
             // Taken by the printer, which then waits for the write lock.
             send(&c, &meters[0], &reqs[0]),
             async {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Time for the printer to take it (a task wake-up: far
+                // less, even on a loaded machine).
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 // Three prints for two places in the queue, in any order.
                 tokio::join!(
                     send_signalling(1),
