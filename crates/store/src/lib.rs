@@ -55,7 +55,7 @@ mod types;
 
 pub use error::{Result, StoreError};
 pub use pg::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WAL_AUTOCHECKPOINT_PAGES};
 pub use store::{MeterTx, Store};
 pub use types::{
     Account, AuditRecord, Commit, LedgerEntry, Meter, ModuleCheckpoint, MoneyEntry, MoneyKind,

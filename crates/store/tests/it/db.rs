@@ -62,6 +62,14 @@ impl Db {
         }
     }
 
+    /// The database file, on SQLite.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        match &self.target {
+            Target::Sqlite { path, .. } => Some(path),
+            Target::Postgres { .. } => None,
+        }
+    }
+
     /// Runs SQL behind the store's back.
     pub async fn raw_exec(&self, sql: &str) {
         match &self.target {

@@ -6,6 +6,7 @@
 
 mod db;
 mod pg_cluster;
+mod sqlite_wal;
 mod suite;
 
 /// Instantiates each named test of `suite` once per engine, as
