@@ -731,7 +731,8 @@ mod tests {
             closing: Default::default(),
             committed: Default::default(),
         });
-        let printer = crate::printer::start(postal.clone(), 1, crate::config::DEFAULT_PRINT_QUEUE);
+        let printer =
+            crate::printer::start(postal.clone(), 1, crate::config::DEFAULT_PRINT_QUEUE).unwrap();
         Arc::new(AppState {
             store,
             postal,

@@ -43,7 +43,8 @@ pub enum ServerError {
     /// The module pool could not be set up or opened.
     #[error("modules: {0}")]
     Pool(#[from] postvault_pool::PoolError),
-    /// Setting up the postal service failed (MeterGen's first meters).
+    /// Setting up the postal service failed (MeterGen's first meters, the
+    /// printer thread).
     #[error("{0}")]
     Setup(String),
     /// A background task of the server panicked.

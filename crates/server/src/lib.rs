@@ -151,7 +151,8 @@ impl Server {
             .fill_stock()
             .await
             .map_err(|e| ServerError::Setup(format!("MeterGen: {}", e.message())))?;
-        let printer = printer::start(postal.clone(), pool.in_service(), config.print_queue);
+        let printer = printer::start(postal.clone(), pool.in_service(), config.print_queue)
+            .map_err(|e| ServerError::Setup(format!("starting the printer thread: {e}")))?;
         let state = Arc::new(api::AppState {
             store,
             clock,

@@ -92,17 +92,49 @@ pub(crate) fn record_piece(
 
 /// Starts `workers` printer tasks; returns the queue they take from, where
 /// at most `queue` print requests wait (the API answers 503 beyond it).
-pub(crate) fn start(postal: Arc<Postal>, workers: usize, queue: usize) -> mpsc::Sender<PrintJob> {
+///
+/// Where meter transactions take turns (SQLite), the printers run on a
+/// thread of their own ("postvault-printer", a single-threaded runtime),
+/// not among the connections' tasks: a batch goes from the async side to
+/// the blocking pool and back three times (lock and read, module command,
+/// commit), and on the shared workers each return waited behind the
+/// connections' TLS and HTTP work while the whole print path stood still
+/// (lock and read took 1.2 ms a batch there, 0.4 ms on its own thread;
+/// BENCHMARKS.md, 2026-12-05 fifth session). Where batches run side by side
+/// (PostgreSQL) they stay on the shared runtime. The thread ends when the
+/// queue closes, i.e. when the server's state is dropped.
+pub(crate) fn start(
+    postal: Arc<Postal>,
+    workers: usize,
+    queue: usize,
+) -> std::io::Result<mpsc::Sender<PrintJob>> {
     let (tx, rx) = mpsc::channel(queue.max(1));
     let rx = Arc::new(Mutex::new(rx));
-    let turn = postal
-        .store
-        .one_meter_transaction_at_a_time()
-        .then(|| Arc::new(Mutex::new(())));
-    for _ in 0..workers.max(1) {
-        tokio::spawn(printer(postal.clone(), rx.clone(), turn.clone()));
+    let serial = postal.store.one_meter_transaction_at_a_time();
+    let turn = serial.then(|| Arc::new(Mutex::new(())));
+    let printers = (0..workers.max(1))
+        .map(|_| printer(postal.clone(), rx.clone(), turn.clone()))
+        .collect::<Vec<_>>();
+    if !serial {
+        for p in printers {
+            tokio::spawn(p);
+        }
+        return Ok(tx);
     }
-    tx
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("postvault-printer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let tasks: Vec<_> = printers.into_iter().map(tokio::spawn).collect();
+                for t in tasks {
+                    let _ = t.await;
+                }
+            });
+        })?;
+    Ok(tx)
 }
 
 /// One printer task: takes a batch, prints it, answers, repeats; ends
