@@ -121,12 +121,26 @@ pub(crate) fn start(
         }
         return Ok(tx);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    // The runtime is built on the new thread, which says whether that
+    // worked: a runtime must not be dropped on an async thread, as it
+    // would be here if the thread could not be started.
+    let (started_tx, started) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("postvault-printer".into())
         .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => {
+                    let _ = started_tx.send(Ok(()));
+                    r
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 let tasks: Vec<_> = printers.into_iter().map(tokio::spawn).collect();
                 for t in tasks {
@@ -134,6 +148,10 @@ pub(crate) fn start(
                 }
             });
         })?;
+    // A short wait at start-up, for the thread to build its runtime.
+    started
+        .recv()
+        .map_err(|_| std::io::Error::other("the printer thread ended at once"))??;
     Ok(tx)
 }
 
