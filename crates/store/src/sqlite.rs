@@ -53,7 +53,7 @@ const MAX_IDLE: usize = 8;
 /// (SQLite's `wal_autocheckpoint`; its default is 1000). A checkpoint runs
 /// in the committing writer, on the print path, and copies each page once
 /// however often it changed since the last one, then syncs the database:
-/// ten times fewer checkpoints made the load bench 10-14 % faster
+/// ten times fewer checkpoints made the load bench about 18 % faster
 /// (BENCHMARKS.md, 2026-12-05 fifth session). The WAL file grows to about
 /// this many 4 KiB pages (40 MB) and is then reused from its start.
 pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
