@@ -83,7 +83,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 say "building the postvault binary (release) for the end-to-end tests"
 cargo build --release --locked -p postvault
-export POSTVAULT="$PWD/target/release/postvault"
+export POSTVAULT="${CARGO_TARGET_DIR:-$PWD/target}/release/postvault"
 
 say "cargo test (all crates, every test; none is ignored)"
 cargo test --workspace --locked -- --include-ignored
