@@ -1190,8 +1190,11 @@ pub enum BenchSubcommand {
     /// Afterwards (the embedded server stopped first) it signs 49-byte
     /// messages on one thread per available core with aws-lc-rs for
     /// --sign-seconds and sums the rates. Prints `load: X indicia/s ...`
-    /// with the count, errors and p50/p99 latency, `ecdsa p-256 sign
-    /// (aws-lc-rs, T threads): Y/s`, and last `ratio=R` with R = X / Y.
+    /// with the count, errors and p50/p99 latency; for the embedded server
+    /// `server: N print batches of P pieces on average ...` with what a
+    /// batch took to lock and read its meters, in the module and to commit
+    /// (where the print path's time went during the load); `ecdsa p-256
+    /// sign (aws-lc-rs, T threads): Y/s`; and last `ratio=R` with R = X / Y.
     Load(BenchLoadArgs),
 }
 

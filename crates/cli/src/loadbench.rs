@@ -38,7 +38,7 @@ use postvault_crypto::hash::ct_eq;
 use postvault_crypto::rng::Rng;
 use postvault_module::Clock as _;
 use postvault_module::psd::{self, DeviceId, IndiciumRequest, MAX_DESCENDING_CAP};
-use postvault_server::{Server, ServerConfig};
+use postvault_server::{PrintStats, Server, ServerConfig};
 
 use crate::cli::BenchLoadArgs;
 use crate::client::{account_password, logon_result, today_utc, trust_from_flags};
@@ -103,6 +103,18 @@ pub fn run(a: &BenchLoadArgs) -> Result<ExitCode> {
         ms(load.latencies.last().copied().unwrap_or_default()),
         load.verified,
     );
+    if let Some(s) = load.server.filter(|s| s.batches > 0) {
+        let per_batch = |d: Duration| ms(d) / s.batches as f64;
+        outln!(
+            "server: {} print batches of {:.1} pieces on average, {} pieces; a batch took {:.2} ms to lock and read its meters, {:.2} ms in the module, {:.2} ms to commit",
+            s.batches,
+            s.pieces as f64 / s.batches as f64,
+            s.pieces,
+            per_batch(s.lock_and_read),
+            per_batch(s.module),
+            per_batch(s.commit),
+        );
+    }
     if let Some(first) = load.errors.into_iter().next() {
         return Err(first.context(
             "the bench stopped at the first refused or failing piece (the bench sends only valid pieces: this is a server, network or bench problem)",
@@ -136,6 +148,8 @@ struct Load {
     verified: u64,
     /// One error per client that stopped on one.
     errors: Vec<anyhow::Error>,
+    /// The embedded server's print path during the load (not with --url).
+    server: Option<PrintStats>,
 }
 
 /// Starts the embedded server (unless --url), sets up, runs the load, stops
@@ -186,7 +200,13 @@ async fn load_phase(
                 clients.login,
                 clients.meters.len()
             );
-            Ok(drive(clients.meters, a.postage, target).await)
+            let before = embedded.as_ref().map(|(server, _)| server.print_stats());
+            let mut load = drive(clients.meters, a.postage, target).await;
+            load.server = embedded
+                .as_ref()
+                .zip(before)
+                .map(|((server, _), before)| server.print_stats().since(&before));
+            Ok(load)
         }
         Err(e) => Err(e),
     };
@@ -441,6 +461,7 @@ async fn drive(meters: Vec<Meter>, postage: u64, target: Duration) -> Load {
         latencies: Vec::new(),
         verified: 0,
         errors: Vec::new(),
+        server: None,
     };
     while let Some(joined) = tasks.join_next().await {
         let run = joined.unwrap_or_else(|e| ClientRun {

@@ -101,6 +101,31 @@ fn bench_load_against_its_own_server_prints_the_ratio_last() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no count in {load}"));
     assert!(count > 0, "{load}");
+    // The embedded server's own account of the same load: every piece the
+    // clients got and checked was committed in one of its batches, and
+    // nothing else was printed meanwhile.
+    let server = stdout
+        .lines()
+        .find(|l| l.starts_with("server: ") && l.contains(" print batches of "))
+        .unwrap_or_else(|| panic!("no server: line with the print batches:\n{stdout}"));
+    // The number just before `marker`.
+    let number = |marker: &str| -> f64 {
+        server
+            .split(marker)
+            .next()
+            .filter(|_| server.contains(marker))
+            .and_then(|before| before.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number before {marker:?} in {server}"))
+    };
+    let batches = number(" print batches");
+    let pieces = number(" pieces;");
+    assert_eq!(pieces as u64, count, "{server}\n{load}");
+    assert!(batches >= 1.0 && batches <= pieces, "{server}");
+    for stage in [" ms to lock and read", " ms in the module", " ms to commit"] {
+        let ms = number(stage);
+        assert!(ms > 0.0 && ms.is_finite(), "{stage} in {server}");
+    }
     assert!(stdout.contains("ecdsa p-256 sign (aws-lc-rs, "), "{stdout}");
     last_ratio(&stdout);
 }

@@ -730,6 +730,7 @@ mod tests {
             metergen: tokio::sync::Mutex::new(()),
             closing: Default::default(),
             committed: Default::default(),
+            print_times: Default::default(),
         });
         let printer =
             crate::printer::start(postal.clone(), 1, crate::config::DEFAULT_PRINT_QUEUE).unwrap();

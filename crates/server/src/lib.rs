@@ -58,6 +58,7 @@ pub use error::{Result, ServerError};
 pub use operator::{CREDENTIALS_FILE, OPERATOR_LOGIN, OperatorCredentials};
 pub use postvault_module::Clock;
 pub use postvault_pool::MemberStatus;
+pub use printer::PrintStats;
 pub use provider::{PROVIDER_KEY_FILE, PROVIDER_PASSPHRASE_FILE};
 pub use tls::fingerprint;
 
@@ -137,6 +138,7 @@ impl Server {
             metergen: tokio::sync::Mutex::new(()),
             closing: Default::default(),
             committed: Default::default(),
+            print_times: Default::default(),
         });
         let notes = postal
             .cross_check(config.cross_check_threshold)
@@ -246,6 +248,11 @@ impl RunningServer {
     /// The modules of the pool, and which are in service.
     pub fn modules(&self) -> Vec<MemberStatus> {
         self.pool.status()
+    }
+
+    /// Where the print batches' time went since the server started.
+    pub fn print_stats(&self) -> PrintStats {
+        self.postal.print_times.snapshot()
     }
 
     /// Each in-service module's audit verification key, exported by the

@@ -78,6 +78,8 @@ pub(crate) struct Postal {
     /// module table (a module is used by one process only). See
     /// [`Postal::meter_job`].
     pub(crate) committed: std::sync::Mutex<std::collections::HashMap<String, SignedCheckpoint>>,
+    /// Where the print batches' time went (see [`crate::PrintStats`]).
+    pub(crate) print_times: crate::printer::PrintTimes,
 }
 
 /// A module refusal or failure as an API error: refusals are the client's
@@ -432,6 +434,22 @@ impl Postal {
         T: Send + 'static,
         F: FnOnce(&mut Job) -> Result<T, ApiError> + Send + 'static,
     {
+        self.meter_job_timed(device_ids, None, f).await
+    }
+
+    /// [`Self::meter_job`], adding the stages' times to `times` when the
+    /// job committed ledger rows (the printers' batches).
+    pub(crate) async fn meter_job_timed<T, F>(
+        &self,
+        device_ids: &[String],
+        times: Option<&crate::printer::PrintTimes>,
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Job) -> Result<T, ApiError> + Send + 'static,
+    {
+        let started = std::time::Instant::now();
         // The module first, then the meters' rows: `module_call` holds a
         // module while it writes to the store, so taking them in the other
         // order deadlocks (on SQLite the whole database is the lock) until
@@ -492,6 +510,7 @@ impl Postal {
             money: Vec::new(),
             now: self.clock.now(),
         };
+        let locked = std::time::Instant::now();
         let (job, result) = tokio::task::spawn_blocking(move || {
             let mut job = job;
             let r = f(&mut job);
@@ -499,8 +518,10 @@ impl Postal {
         })
         .await
         .map_err(|e| ApiError::internal("a module task", e))?;
+        let worked = std::time::Instant::now();
         let new_checkpoint = job.new_checkpoint.clone();
         let (mut commit, co) = job.finish()?;
+        let pieces = commit.ledger.len() as u64;
         commit.audit.extend(backlog(&self.pool));
         if commit_is_empty(&commit) {
             let _ = tx.rollback().await;
@@ -513,6 +534,9 @@ impl Postal {
                 give_back(&self.pool, audit);
                 drop(co);
                 return Err(store_error("committing a meter transaction", e));
+            }
+            if let Some(times) = times.filter(|_| pieces > 0) {
+                times.add(pieces, locked - started, worked - locked, worked.elapsed());
             }
         }
         if let Some(cp) = new_checkpoint {

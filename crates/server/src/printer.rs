@@ -18,6 +18,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use postvault_module::psd::{IndiciumItem, IndiciumRequest, SealedPackage};
 use postvault_module::{Request, Response};
@@ -29,6 +31,74 @@ use crate::postal::{Job, Postal, refusal, unexpected};
 
 /// The most pieces in one batch.
 pub(crate) const MAX_BATCH: usize = 256;
+
+/// Where the print path's time went, summed over the batches this server
+/// committed since it started (a piece refused by the module is not
+/// counted; a batch with none printed is not either). `postvault bench`
+/// prints it for its embedded server; take two and [`PrintStats::since`]
+/// for an interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrintStats {
+    /// Batches committed.
+    pub batches: u64,
+    /// Pieces printed in them.
+    pub pieces: u64,
+    /// Taking a module and the meters' rows (the store's lock included)
+    /// and reading them.
+    pub lock_and_read: Duration,
+    /// The batch's work on the blocking pool: the module's Create Indicia
+    /// command (with its NVM and audit log writes) and the rows to commit.
+    pub module: Duration,
+    /// Committing the batch to the store.
+    pub commit: Duration,
+}
+
+impl PrintStats {
+    /// What happened after `earlier` (a snapshot of the same server).
+    pub fn since(&self, earlier: &PrintStats) -> PrintStats {
+        PrintStats {
+            batches: self.batches.saturating_sub(earlier.batches),
+            pieces: self.pieces.saturating_sub(earlier.pieces),
+            lock_and_read: self.lock_and_read.saturating_sub(earlier.lock_and_read),
+            module: self.module.saturating_sub(earlier.module),
+            commit: self.commit.saturating_sub(earlier.commit),
+        }
+    }
+}
+
+/// The running sums behind [`PrintStats`] (microseconds).
+#[derive(Debug, Default)]
+pub(crate) struct PrintTimes {
+    batches: AtomicU64,
+    pieces: AtomicU64,
+    lock_us: AtomicU64,
+    module_us: AtomicU64,
+    commit_us: AtomicU64,
+}
+
+impl PrintTimes {
+    /// Adds one committed batch.
+    pub(crate) fn add(&self, pieces: u64, lock: Duration, module: Duration, commit: Duration) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.pieces.fetch_add(pieces, Ordering::Relaxed);
+        self.lock_us.fetch_add(us(lock), Ordering::Relaxed);
+        self.module_us.fetch_add(us(module), Ordering::Relaxed);
+        self.commit_us.fetch_add(us(commit), Ordering::Relaxed);
+    }
+
+    /// The sums so far.
+    pub(crate) fn snapshot(&self) -> PrintStats {
+        let d = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
+        PrintStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            pieces: self.pieces.load(Ordering::Relaxed),
+            lock_and_read: d(&self.lock_us),
+            module: d(&self.module_us),
+            commit: d(&self.commit_us),
+        }
+    }
+}
 
 /// One queued print.
 pub(crate) struct PrintJob {
@@ -213,7 +283,7 @@ async fn print_batch(postal: &Postal, batch: Vec<PrintJob>) {
         batch.into_iter().map(|j| (j.request, j.reply)).unzip();
     let ids: Vec<String> = requests.iter().map(|r| r.device_id.clone()).collect();
     let result = postal
-        .meter_job(&ids, move |job| {
+        .meter_job_timed(&ids, Some(&postal.print_times), move |job| {
             let mut items = Vec::with_capacity(requests.len());
             for r in &requests {
                 items.push(IndiciumItem {
