@@ -200,12 +200,12 @@ async fn load_phase(
                 clients.login,
                 clients.meters.len()
             );
-            let before = embedded.as_ref().map(|(server, _)| server.print_stats());
+            let server = embedded.as_ref().map(|(server, _)| server);
+            let before = server.map(|s| s.print_stats());
             let mut load = drive(clients.meters, a.postage, target).await;
-            load.server = embedded
-                .as_ref()
+            load.server = server
                 .zip(before)
-                .map(|((server, _), before)| server.print_stats().since(&before));
+                .map(|(s, before)| s.print_stats().since(&before));
             Ok(load)
         }
         Err(e) => Err(e),

@@ -21,10 +21,7 @@ async fn the_wal_grows_to_the_checkpoint_size_and_no_further() {
     let db = Db::new(Backend::Sqlite).await;
     let store = db.open().await;
     let path = db.sqlite_path().expect("a SQLite database").to_path_buf();
-    let wal = path.with_file_name(format!(
-        "{}-wal",
-        path.file_name().unwrap().to_string_lossy()
-    ));
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
     let page = db.raw_i64("PRAGMA page_size").await as u64;
     let frame = page + 24;
     let ids: Vec<String> = (0..METERS).map(|i| format!("PV-{i}")).collect();
