@@ -1,11 +1,20 @@
 //! Where the host keeps audit entries: the module hands every entry to its
-//! sink before the reply leaves, so nothing is handed out before its audit
-//! entry is durable (seed 002: storage of entries is the host's job).
-//! One file holds one chain: a module that is reset and initialized again
-//! starts a new file, and the previous chain is kept as `audit.log.N`.
+//! sink before the reply leaves (seed 002: storage of entries is the host's
+//! job). One file holds one chain: a module that is reset and initialized
+//! again starts a new file, and the previous chain is kept as `audit.log.N`.
+//!
+//! Nothing is handed out before its audit entry is durable: a command's
+//! entries are in the NVM, written and synced before the reply, until the
+//! next NVM write replaces them; and before that write the module calls
+//! [`AuditSink::sync`], which returns once the sink holds them durably.
+//! So [`FileAuditSink`] writes each command's lines into the file at once
+//! (readers see them immediately) and leaves the `fdatasync` to a thread of
+//! its own, which runs it while the module works on the next command.
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
 
 use postvault_audit::AuditEntry;
 
@@ -14,10 +23,10 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 
 /// Receives every audit entry, in order.
 pub trait AuditSink: Send {
-    /// Stores one entry durably.
+    /// Stores one entry; it is durable once [`Self::sync`] returns.
     fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()>;
-    /// Stores entries durably, in order (one sync for all where the sink
-    /// can: group commit).
+    /// Stores entries, in order (one sync for all where the sink can: group
+    /// commit); they are durable once [`Self::sync`] returns.
     fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
         entries.iter().try_for_each(|e| self.append(e))
     }
@@ -31,12 +40,94 @@ pub trait AuditSink: Send {
     /// Hash of the newest entry held, if any (boot uses it to hand over an
     /// entry that a power loss kept from the host).
     fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>>;
+    /// Returns once every entry stored so far is durable. The module calls
+    /// it before every NVM write (which replaces the NVM's copy of the
+    /// previous command's entries); an error stops that write. Sinks that
+    /// store durably in `append` need not do anything.
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// Appends entries as JSON lines to a file and syncs each one.
+/// The thread that runs a log file's `fdatasync` while the module goes on.
+struct Syncer {
+    /// Each message asks for one `fdatasync` of the file.
+    requests: Option<mpsc::Sender<Arc<File>>>,
+    /// One answer per request, in order.
+    answers: mpsc::Receiver<std::io::Result<()>>,
+    /// Requests not yet answered.
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start() -> std::io::Result<Self> {
+        let (requests, jobs) = mpsc::channel::<Arc<File>>();
+        let (answer, answers) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("postvault-audit-sync".into())
+            .spawn(move || {
+                for file in jobs {
+                    if answer.send(file.sync_data()).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            requests: Some(requests),
+            answers,
+            in_flight: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for an `fdatasync` of `file` (covering everything written to it
+    /// so far); [`Self::wait`] collects the answer.
+    fn request(&mut self, file: &Arc<File>) -> std::io::Result<()> {
+        let sent = self
+            .requests
+            .as_ref()
+            .is_some_and(|r| r.send(Arc::clone(file)).is_ok());
+        if !sent {
+            // The thread is gone: sync here.
+            return file.sync_data();
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Waits for every requested sync; the first failure, if any.
+    fn wait(&mut self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        while self.in_flight > 0 {
+            self.in_flight -= 1;
+            let answer = self.answers.recv().unwrap_or_else(|_| {
+                Err(std::io::Error::other("the audit log's sync thread stopped"))
+            });
+            if result.is_ok() {
+                result = answer;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let _ = self.wait();
+        self.requests = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Appends entries as JSON lines to a file; syncs them on a thread of its
+/// own, collected by [`AuditSink::sync`] (and when dropped).
 pub struct FileAuditSink {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
+    syncer: Syncer,
 }
 
 impl FileAuditSink {
@@ -54,7 +145,8 @@ impl FileAuditSink {
         }
         Ok(Self {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
+            syncer: Syncer::start()?,
         })
     }
 
@@ -71,6 +163,8 @@ impl FileAuditSink {
         if entry.seq != 0 || self.file.metadata()?.len() == 0 {
             return Ok(());
         }
+        // The old chain is whole and durable before it is put aside.
+        self.syncer.wait()?;
         let mut n = 1u32;
         let rotated = loop {
             let candidate = self.path.with_extension(format!("log.{n}"));
@@ -80,15 +174,27 @@ impl FileAuditSink {
             n += 1;
         };
         std::fs::rename(&self.path, &rotated)?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = Arc::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        );
         Ok(())
+    }
+
+    /// Writes `text` at the end of the log and asks for its sync.
+    fn write(&mut self, text: &[u8]) -> std::io::Result<()> {
+        (&*self.file).write_all(text)?;
+        self.syncer.request(&self.file)
     }
 }
 
 impl AuditSink for FileAuditSink {
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.syncer.wait()
+    }
+
     fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>> {
         // Only the tail is read: an entry line is far shorter than 64 KiB.
         let mut f = File::open(&self.path)?;
@@ -111,8 +217,7 @@ impl AuditSink for FileAuditSink {
         self.rotate_if_new_chain(entry)?;
         let mut line = entry.to_json_line();
         line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.file.sync_data()
+        self.write(line.as_bytes())
     }
 
     fn append_all(&mut self, entries: &[AuditEntry]) -> std::io::Result<()> {
@@ -135,8 +240,7 @@ impl AuditSink for FileAuditSink {
             text.push_str(line);
             text.push('\n');
         }
-        self.file.write_all(text.as_bytes())?;
-        self.file.sync_data()
+        self.write(text.as_bytes())
     }
 }
 
@@ -220,6 +324,10 @@ impl AuditSink for CaptureSink {
     fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>> {
         self.file.last_hash()
     }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync()
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +367,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(old.len(), 3);
+    }
+
+    #[test]
+    fn appended_lines_are_in_the_file_before_the_sync_and_sync_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_LOG_FILE);
+        let mut sink = FileAuditSink::open(&path).unwrap();
+        sink.append_all(&[entry(0), entry(1)]).unwrap();
+        sink.append(&entry(2)).unwrap();
+        // Readers (the auditor's verify, boot's last_hash) see them at once.
+        let log = postvault_audit::parse_log(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(sink.syncer.in_flight, 2, "one sync asked for per append");
+        sink.sync().unwrap();
+        assert_eq!(sink.syncer.in_flight, 0, "sync collected every answer");
+        assert_eq!(sink.last_hash().unwrap(), Some(entry(2).hash()));
     }
 
     #[test]

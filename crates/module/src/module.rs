@@ -4,8 +4,10 @@
 //! Every command goes through one path (`Module::execute`): the access
 //! table decides from state and role alone; then the command runs on the
 //! in-memory NVM image; then its audit entry is made; then the NVM is
-//! written atomically; then the entry goes to the audit sink; only then does
-//! the reply leave. A command that fails leaves the image exactly as it was
+//! written atomically (holding the entry); then the entry goes to the audit
+//! sink; only then does the reply leave. The sink syncs the entry before
+//! the next NVM write replaces it ([`AuditSink::sync`]), so it is always
+//! durable in one place or the other. A command that fails leaves the image exactly as it was
 //! (a snapshot is restored), except where the seed wants the failure itself
 //! remembered (a failed logon counts against the account).
 use std::collections::HashMap;
@@ -884,6 +886,13 @@ impl Module {
             return Err(ModuleError::Storage(
                 "the NVM is unreadable; only Reset can replace it".into(),
             ));
+        }
+        // The NVM about to be written no longer holds the last command's
+        // audit entries: the sink must hold them durably first.
+        if let Err(e) = self.sink.sync() {
+            return Err(ModuleError::Storage(format!(
+                "the audit log could not be synced ({e}); the last command's entries are still in the NVM and a restart hands them over again"
+            )));
         }
         match self.store.store(&self.nvm, self.crash_at) {
             Ok(()) => Ok(()),

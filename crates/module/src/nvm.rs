@@ -2,9 +2,27 @@
 //! directory, written atomically (temporary file, fsync, rename, fsync of the
 //! directory) and sealed under the seal provider's key. A corrupted,
 //! truncated or swapped file is refused, never repaired or reset.
+//!
+//! The steady-state write (a Create Indicia batch, hundreds of times a
+//! second) reuses the temporary file instead of making a new one: the image
+//! is written over the old temporary file's blocks, synced with
+//! `fdatasync`, and swapped with the NVM file by one atomic rename
+//! (`RENAME_EXCHANGE`), so the temporary file then holds the previous image.
+//! On this VM's disk that is about 0.3 ms a write instead of 0.47 (a new
+//! file must have its blocks allocated and its inode written). To keep the
+//! file's size, and so its metadata, unchanged from write to write, the
+//! sealed plaintext is padded with zeros to a multiple of [`NVM_PAD`] bytes
+//! (and reading checks that the padding is zeros).
+//!
+//! The previous image left in the temporary file holds the same keys as the
+//! current one, never more: a write whose keys differ from the last one's
+//! (a new or deleted master key set, a Zeroize, a Reset, new crypto-card
+//! keys) makes a new temporary file and renames it over the NVM, so the
+//! older image is gone as before.
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -20,6 +38,11 @@ pub const NVM_FILE: &str = "nvm.sealed";
 const NVM_TMP: &str = "nvm.sealed.tmp";
 const NVM_AAD: &[u8] = b"postvault module NVM v1";
 const NVM_VERSION: u32 = 2;
+
+/// The sealed plaintext is padded with zeros to a multiple of this many
+/// bytes, so that images of slightly different lengths make files of the
+/// same length (see the module documentation).
+pub const NVM_PAD: usize = 16 * 1024;
 
 /// Where a simulated power loss strikes while the NVM is being written
 /// (used by the crash tests; `None` in production).
@@ -165,6 +188,52 @@ pub enum NvmError {
 pub struct NvmStore {
     dir: PathBuf,
     seal: Box<dyn SealProvider>,
+    /// What the last write or read left behind (see [`WriteState`]).
+    state: Mutex<WriteState>,
+}
+
+/// What [`NvmStore`] knows about the files between two writes.
+#[derive(Default)]
+struct WriteState {
+    /// Fingerprint of the key material in the NVM file as last written or
+    /// read ([`key_fingerprint`]); `None` when unknown (nothing read yet,
+    /// or the last write failed).
+    keys: Option<[u8; 32]>,
+    /// The seal provider's overhead (sealed length minus plaintext length),
+    /// learnt from the last seal.
+    overhead: Option<usize>,
+    /// The file system refused `RENAME_EXCHANGE`: always make a new
+    /// temporary file.
+    no_exchange: bool,
+}
+
+/// SHA-256 over the key material an image holds (master key sets,
+/// transport key, crypto-card keys, audit signing key): two images with the
+/// same fingerprint hold the same keys. The encoding is wiped after use.
+fn key_fingerprint(image: &NvmImage) -> Result<[u8; 32], NvmError> {
+    let keys = (
+        &image.mks_active,
+        &image.mks_dormant,
+        &image.transport_key,
+        &image.crypto_card,
+        image.audit.as_ref().map(|a| &a.signing_key),
+    );
+    let bytes =
+        Zeroizing::new(crate::try_to_vec_exact(&keys).map_err(|e| NvmError::Seal(e.to_string()))?);
+    Ok(postvault_crypto::hash::sha256(&[&bytes]))
+}
+
+/// The plaintext length for an image of `needed` bytes: the next multiple
+/// of [`NVM_PAD`], or `reuse` (the plaintext length the temporary file
+/// already has room for) when that is at least as long and not more than
+/// twice as long, so that a write does not change the file's length just
+/// because the image shrank a little.
+fn padded_len(needed: usize, reuse: Option<usize>) -> usize {
+    let bucket = needed.div_ceil(NVM_PAD).max(1) * NVM_PAD;
+    match reuse {
+        Some(r) if r >= bucket && r <= 2 * bucket => r,
+        _ => bucket,
+    }
 }
 
 impl NvmStore {
@@ -173,6 +242,7 @@ impl NvmStore {
         Self {
             dir: dir.to_path_buf(),
             seal,
+            state: Mutex::new(WriteState::default()),
         }
     }
 
@@ -197,43 +267,122 @@ impl NvmStore {
             .seal
             .unseal(NVM_AAD, &bytes)
             .map_err(|_| NvmError::Unseal(path.clone()))?;
-        let image: NvmImage = postcard::from_bytes(plain.expose_secret())
+        let (image, padding): (NvmImage, &[u8]) = postcard::take_from_bytes(plain.expose_secret())
             .map_err(|_| NvmError::Decode(path.clone()))?;
-        if image.version != NVM_VERSION {
+        if image.version != NVM_VERSION || padding.iter().any(|&b| b != 0) {
             return Err(NvmError::Decode(path));
         }
+        let keys = key_fingerprint(&image)?;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys = Some(keys);
         Ok(Some(image))
     }
 
     /// Writes the NVM atomically. `crash` simulates a power loss at a point of the write.
     pub fn store(&self, image: &NvmImage, crash: Option<CrashPoint>) -> Result<(), NvmError> {
-        // Sized exactly: a growing buffer would leave stray copies of the
-        // plaintext NVM (keys included) in freed memory, and copy it around.
-        let plain = Zeroizing::new(
-            crate::try_to_vec_exact(image).map_err(|e| NvmError::Seal(e.to_string()))?,
-        );
-        let sealed = self
-            .seal
-            .seal(NVM_AAD, &plain)
-            .map_err(|e| NvmError::Seal(e.to_string()))?;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let keys = key_fingerprint(image)?;
+        // Whatever happens below, the files are in a state this write did
+        // not choose until it succeeds.
+        let same_keys = state.keys.take() == Some(keys);
         let tmp = self.dir.join(NVM_TMP);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| NvmError::Io { path, source }
         };
-        {
-            let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&sealed).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
+        // The temporary file to write over: only when it exists and holds
+        // (at most) the keys this image holds.
+        let reuse = if same_keys && !state.no_exchange {
+            match fs::OpenOptions::new().write(true).open(&tmp) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => return Err(NvmError::Io { path: tmp, source }),
+            }
+        } else {
+            None
+        };
+        let room = match (&reuse, state.overhead) {
+            (Some(f), Some(overhead)) => {
+                let len = f.metadata().map_err(io(&tmp))?.len();
+                usize::try_from(len)
+                    .ok()
+                    .and_then(|l| l.checked_sub(overhead))
+            }
+            _ => None,
+        };
+        // Sized exactly: a growing buffer would leave stray copies of the
+        // plaintext NVM (keys included) in freed memory, and copy it around.
+        let needed = postcard::experimental::serialized_size(image)
+            .map_err(|e| NvmError::Seal(e.to_string()))?;
+        let mut plain = Zeroizing::new(Vec::with_capacity(padded_len(needed, room)));
+        postcard::to_io(image, &mut *plain).map_err(|e| NvmError::Seal(e.to_string()))?;
+        plain.resize(padded_len(needed, room), 0);
+        let sealed = self
+            .seal
+            .seal(NVM_AAD, &plain)
+            .map_err(|e| NvmError::Seal(e.to_string()))?;
+        state.overhead = sealed.len().checked_sub(plain.len());
+        drop(plain);
+        let path = self.path();
+        match reuse {
+            Some(f) => {
+                (&f).write_all(&sealed).map_err(io(&tmp))?;
+                if f.metadata().map_err(io(&tmp))?.len() != sealed.len() as u64 {
+                    f.set_len(sealed.len() as u64).map_err(io(&tmp))?;
+                }
+                f.sync_data().map_err(io(&tmp))?;
+            }
+            None => {
+                let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+                f.write_all(&sealed).map_err(io(&tmp))?;
+                f.sync_all().map_err(io(&tmp))?;
+            }
         }
         if crash == Some(CrashPoint::AfterTempWrite) {
             return Err(NvmError::Crash(CrashPoint::AfterTempWrite));
         }
-        let path = self.path();
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        // With the same keys the previous image may stay behind in the
+        // temporary file, to be written over next time; otherwise it goes.
+        let swapped = same_keys
+            && !state.no_exchange
+            && match exchange(&tmp, &path) {
+                Ok(()) => true,
+                Err(e) if exchange_unsupported(&e) => {
+                    state.no_exchange = true;
+                    false
+                }
+                // No NVM file yet: nothing to exchange with.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(source) => return Err(NvmError::Io { path, source }),
+            };
+        if !swapped {
+            fs::rename(&tmp, &path).map_err(io(&path))?;
+        }
         fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
+        state.keys = Some(keys);
         Ok(())
     }
+}
+
+/// Swaps `tmp` and `path` atomically (`renameat2` with `RENAME_EXCHANGE`).
+#[cfg(target_os = "linux")]
+fn exchange(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+/// Without `RENAME_EXCHANGE` every write makes a new temporary file.
+#[cfg(not(target_os = "linux"))]
+fn exchange(_tmp: &Path, _path: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// The file system (or the kernel) cannot exchange two names atomically.
+fn exchange_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+        || matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() || code == rustix::io::Errno::NOSYS.raw_os_error())
 }

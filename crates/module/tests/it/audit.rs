@@ -535,3 +535,162 @@ fn a_broken_chain_is_a_fatal_error_that_survives_reboot() {
     ok(&mut c, Request::Reset);
     assert_eq!(status(&mut c).current_state, ModuleState::Uninitialized);
 }
+
+/// What [`WatchingSink`] saw, shared with the test.
+#[derive(Default)]
+struct Watched {
+    entries: Vec<AuditEntry>,
+    syncs: usize,
+    /// NVM writes that replaced entries the sink had not synced yet.
+    unsynced_replaced: usize,
+    fail_sync: bool,
+}
+
+/// A sink that watches the module keep its promise: the NVM (which holds
+/// the last command's entries) is never written again before the sink has
+/// synced them.
+struct WatchingSink {
+    nvm: std::path::PathBuf,
+    watched: std::sync::Arc<std::sync::Mutex<Watched>>,
+    /// The NVM file as it was when entries arrived that are not synced yet.
+    nvm_at_append: Option<Vec<u8>>,
+}
+
+impl postvault_module::audit_sink::AuditSink for WatchingSink {
+    fn append(&mut self, entry: &AuditEntry) -> std::io::Result<()> {
+        let now = std::fs::read(&self.nvm).ok();
+        let mut w = self.watched.lock().unwrap();
+        if self.nvm_at_append.is_some() && self.nvm_at_append != now {
+            w.unsynced_replaced += 1;
+        }
+        w.entries.push(entry.clone());
+        self.nvm_at_append = now;
+        Ok(())
+    }
+
+    fn last_hash(&mut self) -> std::io::Result<Option<[u8; 32]>> {
+        Ok(self
+            .watched
+            .lock()
+            .unwrap()
+            .entries
+            .last()
+            .map(AuditEntry::hash))
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        let mut w = self.watched.lock().unwrap();
+        if w.fail_sync {
+            return Err(std::io::Error::other("injected sync failure"));
+        }
+        if self.nvm_at_append.is_some() && self.nvm_at_append != std::fs::read(&self.nvm).ok() {
+            w.unsynced_replaced += 1;
+        }
+        w.syncs += 1;
+        self.nvm_at_append = None;
+        Ok(())
+    }
+}
+
+fn open_watched(
+    f: &Fixture,
+    watched: &std::sync::Arc<std::sync::Mutex<Watched>>,
+) -> std::sync::Arc<std::sync::Mutex<postvault_module::Module>> {
+    let nvm = f
+        .path()
+        .join("module")
+        .join(postvault_module::nvm::NVM_FILE);
+    std::sync::Arc::new(std::sync::Mutex::new(open_module(|| {
+        let mut config = f.config(&Opts::default());
+        config.audit_sink = Some(Box::new(WatchingSink {
+            nvm: nvm.clone(),
+            watched: watched.clone(),
+            nvm_at_append: None,
+        }));
+        config
+    })))
+}
+
+/// The sink syncs lazily (the file sink's `fdatasync` runs on a thread of
+/// its own): the module asks it to sync before every NVM write, so each
+/// entry is always durable in the NVM or in the sink.
+#[test]
+fn the_sink_syncs_before_every_nvm_write_replaces_its_entries() {
+    let f = Fixture::new();
+    let watched = std::sync::Arc::default();
+    let m = open_watched(&f, &watched);
+    let mut c = client(&m);
+    master(&mut c);
+    for i in 0..5 {
+        as_user(&mut c, "so", |c| ok(c, note(&format!("n{i}"), false)));
+    }
+    let w = watched.lock().unwrap();
+    assert_eq!(
+        w.unsynced_replaced, 0,
+        "the NVM replaced entries not yet synced"
+    );
+    let seqs: Vec<u64> = w.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "every entry once, in order"
+    );
+    assert!(w.syncs >= 5, "{} syncs for {} entries", w.syncs, seqs.len());
+}
+
+/// When the sink cannot sync, the next command fails before it writes the
+/// NVM (so the previous command's entries stay there), the module goes to
+/// Error, and a reboot hands the entries over again.
+#[test]
+fn a_failed_sync_stops_the_next_nvm_write_and_a_reboot_recovers() {
+    let f = Fixture::new();
+    let watched: std::sync::Arc<std::sync::Mutex<Watched>> = std::sync::Arc::default();
+    let m = open_watched(&f, &watched);
+    let mut c = client(&m);
+    master(&mut c);
+    c.logon("so", &pw("so")).unwrap();
+    ok(&mut c, note("kept", false));
+    let nvm = std::fs::read(
+        f.path()
+            .join("module")
+            .join(postvault_module::nvm::NVM_FILE),
+    )
+    .unwrap();
+    let last = watched.lock().unwrap().entries.last().unwrap().clone();
+    watched.lock().unwrap().fail_sync = true;
+    let reply = c.call(&note("refused", false)).unwrap();
+    match &reply.result {
+        Err(ModuleError::Storage(why)) => assert!(why.contains("could not be synced"), "{why}"),
+        other => panic!("a failed sync must fail the command: {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(
+            f.path()
+                .join("module")
+                .join(postvault_module::nvm::NVM_FILE)
+        )
+        .unwrap(),
+        nvm,
+        "the NVM was not written"
+    );
+    assert_eq!(status(&mut c).current_state, ModuleState::Error);
+    drop((c, m));
+
+    // A sink that lost the unsynced entry gets it again at boot.
+    {
+        let mut w = watched.lock().unwrap();
+        w.fail_sync = false;
+        let kept = w.entries.pop().unwrap();
+        assert_eq!(kept.seq, last.seq);
+    }
+    let m = open_watched(&f, &watched);
+    let mut c = client(&m);
+    assert_eq!(status(&mut c).current_state, ModuleState::Operational);
+    let w = watched.lock().unwrap();
+    assert!(
+        w.entries
+            .iter()
+            .any(|e| e.seq == last.seq && e.hash() == last.hash()),
+        "the entry the failed sync did not cover was handed over again"
+    );
+}

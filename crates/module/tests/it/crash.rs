@@ -432,6 +432,9 @@ fn run_case(t: &Templates, r: &Row, point: CrashPoint, want: &Summary) {
     );
     let pre_status = status(&mut c);
     let pre_bytes = std::fs::read(nvm_path(&f)).ok();
+    let pre_summary = disk(&f).as_ref().map(summary);
+    let tmp = f.path().join("module").join(NVM_TMP);
+    let pre_tmp = std::fs::read(&tmp).ok();
     let pre_log = f.log.lock().unwrap().clone();
 
     m.lock().unwrap().set_crash_at(Some(point));
@@ -468,8 +471,8 @@ fn run_case(t: &Templates, r: &Row, point: CrashPoint, want: &Summary) {
 
     // On disk, before the reboot.
     let before_rename = crashed && point != CrashPoint::AfterRename;
-    let tmp = f.path().join("module").join(NVM_TMP);
     let image = disk(&f);
+    let tmp_now = std::fs::read(&tmp).ok();
     if before_rename {
         assert_eq!(
             std::fs::read(nvm_path(&f)).ok(),
@@ -477,11 +480,17 @@ fn run_case(t: &Templates, r: &Row, point: CrashPoint, want: &Summary) {
             "a crash before the rename leaves the NVM file untouched"
         );
         assert_eq!(image.as_ref().map(|i| i.persistent_state), r.old);
-        assert_eq!(
-            tmp.exists(),
-            point == CrashPoint::AfterTempWrite,
-            "only a crash after the temporary write leaves the temporary file"
-        );
+        if point == CrashPoint::AfterTempWrite {
+            assert!(
+                tmp_now.is_some() && tmp_now != pre_tmp && tmp_now != pre_bytes,
+                "a crash after the temporary write leaves the new image in the temporary file"
+            );
+        } else {
+            assert_eq!(
+                tmp_now, pre_tmp,
+                "a crash before the temporary write leaves the temporary file as it was"
+            );
+        }
     } else {
         let image = image.as_ref().expect("the new NVM");
         assert_eq!(image.persistent_state, r.new);
@@ -490,7 +499,21 @@ fn run_case(t: &Templates, r: &Row, point: CrashPoint, want: &Summary) {
             want,
             "the NVM holds exactly the completed command"
         );
-        assert!(!tmp.exists());
+        // The temporary file is gone, or (written over in place and swapped
+        // with the NVM file) holds the NVM as it was before the command,
+        // which must not hold a key the new one lacks.
+        if tmp_now.is_some() {
+            assert_eq!(
+                tmp_now, pre_bytes,
+                "the temporary file holds the previous NVM"
+            );
+            let keys = |s: &Summary| (s.active_mks, s.dormant_mks, s.transport_key, s.audit_key);
+            assert_eq!(
+                pre_summary.as_ref().map(keys),
+                Some(keys(want)),
+                "the previous NVM stays beside the new one only when their keys are the same"
+            );
+        }
     }
 
     // The reboot.

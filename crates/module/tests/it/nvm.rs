@@ -400,3 +400,126 @@ fn pkcs11_provider_does_not_open_a_file_sealed_nvm() {
         );
     });
 }
+
+/// An `NvmStore` on `f`'s module directory with its seal key, as the module
+/// opens it.
+fn store_of(f: &Fixture) -> postvault_module::nvm::NvmStore {
+    let seal = open_provider(
+        &SealConfig::File {
+            key_path: f.path().join("seal.key"),
+        },
+        false,
+    )
+    .unwrap();
+    postvault_module::nvm::NvmStore::new(&f.path().join("module"), seal)
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+/// The steady-state write (same keys as the last one) writes over the
+/// temporary file left by the previous write and swaps it with the NVM
+/// file, and a slightly shorter image keeps the file's length; a write
+/// with other keys leaves no earlier image behind.
+#[test]
+fn steady_writes_reuse_the_temporary_file_and_other_keys_leave_nothing_behind() {
+    let f = Fixture::new();
+    let m = f.open();
+    master(&mut client(&m));
+    drop(m);
+    let nvm = nvm_path(&f);
+    let tmp = f.path().join("module").join("nvm.sealed.tmp");
+    let store = store_of(&f);
+    let mut image = store.load().unwrap().expect("an initialized module's NVM");
+    let mark = |image: &mut postvault_module::nvm::NvmImage, line: &str| {
+        image
+            .audit
+            .get_or_insert_with(|| panic!("no audit chain"))
+            .pending = vec![line.into()];
+    };
+
+    mark(&mut image, &"a".repeat(3000));
+    store.store(&image, None).unwrap();
+    mark(&mut image, &"b".repeat(2990));
+    store.store(&image, None).unwrap();
+    let (nvm_ino, tmp_ino) = (inode(&nvm), inode(&tmp));
+    let previous = std::fs::read(&nvm).unwrap();
+    mark(&mut image, &"c".repeat(2980));
+    store.store(&image, None).unwrap();
+    assert_eq!(
+        (inode(&nvm), inode(&tmp)),
+        (tmp_ino, nvm_ino),
+        "the temporary file was written over and swapped with the NVM file"
+    );
+    assert_eq!(
+        std::fs::read(&tmp).unwrap(),
+        previous,
+        "the previous image stays behind"
+    );
+    assert_eq!(
+        std::fs::metadata(&nvm).unwrap().len(),
+        previous.len() as u64,
+        "a slightly shorter image keeps the file's length"
+    );
+    let read = store_of(&f).load().unwrap().unwrap();
+    assert_eq!(read.audit.unwrap().pending, vec!["c".repeat(2980)]);
+
+    // Other keys: the audit signing key replaced.
+    let audit = image.audit.as_mut().unwrap();
+    let mut other = audit.signing_key.to_vec();
+    other[40] ^= 1;
+    audit.signing_key = zeroize::Zeroizing::new(other);
+    store.store(&image, None).unwrap();
+    assert!(
+        !tmp.exists(),
+        "a write with other keys must not leave the previous image beside it"
+    );
+    let read = store_of(&f).load().unwrap().unwrap();
+    assert_eq!(
+        read.audit.unwrap().signing_key,
+        image.audit.unwrap().signing_key
+    );
+}
+
+/// The sealed plaintext is the image then zeros; anything else after the
+/// image is refused (a well-sealed file whose padding is not zeros was not
+/// written by a module). An image without padding (older modules) reads.
+#[test]
+fn padding_after_the_image_must_be_zeros() {
+    let f = Fixture::new();
+    let m = f.open();
+    master(&mut client(&m));
+    drop(m);
+    let image = store_of(&f).load().unwrap().unwrap();
+    let seal = open_provider(
+        &SealConfig::File {
+            key_path: f.path().join("seal.key"),
+        },
+        false,
+    )
+    .unwrap();
+    let plain = postcard::to_allocvec(&image).unwrap();
+    let write = |tail: &[u8]| {
+        let mut p = plain.clone();
+        p.extend_from_slice(tail);
+        std::fs::write(
+            nvm_path(&f),
+            seal.seal(b"postvault module NVM v1", &p).unwrap(),
+        )
+        .unwrap();
+        store_of(&f).load()
+    };
+    assert!(
+        write(&[]).unwrap().is_some(),
+        "an image without padding reads"
+    );
+    assert!(write(&[0; 100]).unwrap().is_some(), "zero padding reads");
+    let err = write(&[0, 0, 7, 0])
+        .err()
+        .expect("non-zero padding is refused");
+    assert!(
+        matches!(err, postvault_module::nvm::NvmError::Decode(_)),
+        "{err}"
+    );
+}

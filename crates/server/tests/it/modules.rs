@@ -29,7 +29,13 @@ fn a_module_that_cannot_write_its_nvm_is_taken_out_and_nothing_changes() {
         assert!(fx.server.modules().iter().all(|s| s.in_service));
 
         // The fixture's one module lives in DATA/modules/m0.
+        // (Steady writes leave the previous image there; it goes first.)
         let blocker = fx.data.join("modules/m0/nvm.sealed.tmp");
+        match std::fs::remove_file(&blocker) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{}: {e}", blocker.display()),
+        }
         std::fs::create_dir(&blocker).unwrap();
         let req = customer::print_request(&m.request(&piece(700)));
         match c.client.print(&m.id, &req).await {
