@@ -14,10 +14,11 @@
 //! sealed plaintext is padded with zeros to a multiple of [`NVM_PAD`] bytes
 //! (and reading checks that the padding is zeros).
 //!
-//! The previous image left in the temporary file holds the same keys as the
-//! current one, never more: a write whose keys differ from the last one's
-//! (a new or deleted master key set, a Zeroize, a Reset, new crypto-card
-//! keys) makes a new temporary file and renames it over the NVM, so the
+//! The previous image left in the temporary file holds the same keys and
+//! operator accounts as the current one, never more: a write whose keys or
+//! accounts differ from the last one's (a new or deleted master key set, a
+//! Zeroize, a Reset, new crypto-card keys, a changed password, a logon
+//! counted) makes a new temporary file and renames it over the NVM, so the
 //! older image is gone as before.
 use std::fs;
 use std::io::Write;
@@ -195,8 +196,8 @@ pub struct NvmStore {
 /// What [`NvmStore`] knows about the files between two writes.
 #[derive(Default)]
 struct WriteState {
-    /// Fingerprint of the key material in the NVM file as last written or
-    /// read ([`key_fingerprint`]); `None` when unknown (nothing read yet,
+    /// Fingerprint of the keys and accounts in the NVM file as last
+    /// written or read ([`key_fingerprint`]); `None` when unknown (nothing read yet,
     /// or the last write failed).
     keys: Option<[u8; 32]>,
     /// The seal provider's overhead (sealed length minus plaintext length),
@@ -208,10 +209,13 @@ struct WriteState {
 }
 
 /// SHA-256 over the key material an image holds (master key sets,
-/// transport key, crypto-card keys, audit signing key): two images with the
-/// same fingerprint hold the same keys. The encoding is wiped after use.
+/// transport key, crypto-card keys, audit signing key) and its operator
+/// accounts (password hashes among them): two images with the same
+/// fingerprint hold the same keys and accounts. The encoding is wiped after
+/// use.
 fn key_fingerprint(image: &NvmImage) -> Result<[u8; 32], NvmError> {
     let keys = (
+        &image.users,
         &image.mks_active,
         &image.mks_dormant,
         &image.transport_key,

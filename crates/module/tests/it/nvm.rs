@@ -423,7 +423,7 @@ fn inode(path: &std::path::Path) -> u64 {
 /// file, and a slightly shorter image keeps the file's length; a write
 /// with other keys leaves no earlier image behind.
 #[test]
-fn steady_writes_reuse_the_temporary_file_and_other_keys_leave_nothing_behind() {
+fn steady_writes_reuse_the_temporary_file_and_other_keys_or_accounts_leave_nothing() {
     let f = Fixture::new();
     let m = f.open();
     master(&mut client(&m));
@@ -477,8 +477,20 @@ fn steady_writes_reuse_the_temporary_file_and_other_keys_leave_nothing_behind() 
     );
     let read = store_of(&f).load().unwrap().unwrap();
     assert_eq!(
-        read.audit.unwrap().signing_key,
-        image.audit.unwrap().signing_key
+        read.audit.as_ref().unwrap().signing_key,
+        image.audit.as_ref().unwrap().signing_key
+    );
+
+    // Other accounts: an operator's password hash changed.
+    store.store(&image, None).unwrap();
+    store.store(&image, None).unwrap();
+    assert!(tmp.exists(), "steady writes again leave the previous image");
+    let user = image.users.last_mut().expect("the operators");
+    user.password_hash.push('x');
+    store.store(&image, None).unwrap();
+    assert!(
+        !tmp.exists(),
+        "a write with another password hash must not leave the previous image beside it"
     );
 }
 
