@@ -279,8 +279,9 @@ pub fn drain(captured: &Captured) -> Vec<(u64, String)> {
 }
 
 /// A [`FileAuditSink`] that also captures what it stored: every entry goes
-/// durably to the module's own `audit.log` first, and only once that
-/// succeeded also into an in-memory buffer, from which the host takes
+/// to the module's own `audit.log` first (synced like any [`FileAuditSink`]
+/// line, the NVM holding it meanwhile), and only once that write succeeded
+/// also into an in-memory buffer, from which the host takes
 /// `(seq, json line)` pairs to store elsewhere (the postal server keeps
 /// them in its database). The module pool uses it for in-process members,
 /// and `postvault module serve` to send each command's entries back with
