@@ -137,10 +137,8 @@ impl FileAuditSink {
     /// was never acknowledged, and the module hands that entry over again.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let bytes = std::fs::read(path)?;
-        if bytes.last().is_some_and(|&b| b != b'\n') {
-            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            file.set_len(keep as u64)?;
+        if let Some(keep) = whole_lines_end(&mut File::open(path)?)? {
+            file.set_len(keep)?;
             file.sync_data()?;
         }
         Ok(Self {
@@ -154,6 +152,32 @@ impl FileAuditSink {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// How far back [`whole_lines_end`] reads at a time.
+const TAIL_CHUNK: u64 = 64 * 1024;
+
+/// Where the log's last whole line ends, when a torn line follows it
+/// (`None` when the log is empty or ends with a newline). Reads from the end
+/// back, a chunk at a time, never the whole log.
+fn whole_lines_end(f: &mut File) -> std::io::Result<Option<u64>> {
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut chunk = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(TAIL_CHUNK);
+        chunk.resize((end - start) as usize, 0);
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk)?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return Ok(None);
+        }
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(start + i as u64 + 1));
+        }
+        end = start;
+    }
+    Ok((len > 0).then_some(0))
 }
 
 impl FileAuditSink {
@@ -384,6 +408,32 @@ mod tests {
         sink.sync().unwrap();
         assert_eq!(sink.syncer.in_flight, 0, "sync collected every answer");
         assert_eq!(sink.last_hash().unwrap(), Some(entry(2).hash()));
+    }
+
+    #[test]
+    fn a_torn_line_longer_than_a_read_is_cut_back_to_the_last_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_LOG_FILE);
+        let mut sink = FileAuditSink::open(&path).unwrap();
+        sink.append(&entry(0)).unwrap();
+        drop(sink);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        // A torn tail of two and a half chunks, without a newline.
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend(std::iter::repeat_n(b'x', (TAIL_CHUNK * 5 / 2) as usize));
+        std::fs::write(&path, &text).unwrap();
+        let mut sink = FileAuditSink::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        assert_eq!(sink.last_hash().unwrap(), Some(entry(0).hash()));
+        drop(sink);
+        // Nothing whole at all: the log is emptied.
+        std::fs::write(&path, vec![b'y'; (TAIL_CHUNK + 5) as usize]).unwrap();
+        drop(FileAuditSink::open(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        // A whole log is left as it is.
+        std::fs::write(&path, b"a\nb\n").unwrap();
+        drop(FileAuditSink::open(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
     }
 
     #[test]
