@@ -401,17 +401,29 @@ fn pkcs11_provider_does_not_open_a_file_sealed_nvm() {
     });
 }
 
-/// An `NvmStore` on `f`'s module directory with its seal key, as the module
-/// opens it.
-fn store_of(f: &Fixture) -> postvault_module::nvm::NvmStore {
-    let seal = open_provider(
+/// `f`'s module's seal provider (its seal key file).
+fn file_seal(f: &Fixture) -> Box<dyn postvault_seal::SealProvider> {
+    open_provider(
         &SealConfig::File {
             key_path: f.path().join("seal.key"),
         },
         false,
     )
-    .unwrap();
-    postvault_module::nvm::NvmStore::new(&f.path().join("module"), seal)
+    .unwrap()
+}
+
+/// An `NvmStore` on `f`'s module directory with its seal key, as the module
+/// opens it.
+fn store_of(f: &Fixture) -> postvault_module::nvm::NvmStore {
+    postvault_module::nvm::NvmStore::new(&f.path().join("module"), file_seal(f))
+}
+
+/// A module initialized in a new fixture (master ceremony), then closed.
+fn initialized() -> Fixture {
+    let f = Fixture::new();
+    let m = f.open();
+    master(&mut client(&m));
+    f
 }
 
 fn inode(path: &std::path::Path) -> u64 {
@@ -424,10 +436,7 @@ fn inode(path: &std::path::Path) -> u64 {
 /// with other keys leaves no earlier image behind.
 #[test]
 fn steady_writes_reuse_the_temporary_file_and_other_keys_or_accounts_leave_nothing() {
-    let f = Fixture::new();
-    let m = f.open();
-    master(&mut client(&m));
-    drop(m);
+    let f = initialized();
     let nvm = nvm_path(&f);
     let tmp = f.path().join("module").join("nvm.sealed.tmp");
     let store = store_of(&f);
@@ -499,18 +508,9 @@ fn steady_writes_reuse_the_temporary_file_and_other_keys_or_accounts_leave_nothi
 /// written by a module). An image without padding (older modules) reads.
 #[test]
 fn padding_after_the_image_must_be_zeros() {
-    let f = Fixture::new();
-    let m = f.open();
-    master(&mut client(&m));
-    drop(m);
+    let f = initialized();
     let image = store_of(&f).load().unwrap().unwrap();
-    let seal = open_provider(
-        &SealConfig::File {
-            key_path: f.path().join("seal.key"),
-        },
-        false,
-    )
-    .unwrap();
+    let seal = file_seal(&f);
     let plain = postcard::to_allocvec(&image).unwrap();
     let write = |tail: &[u8]| {
         let mut p = plain.clone();
