@@ -330,23 +330,29 @@ impl NvmStore {
         state.overhead = sealed.len().checked_sub(plain.len());
         drop(plain);
         let path = self.path();
-        match reuse {
+        let written = match reuse {
             Some(f) => {
                 (&f).write_all(&sealed).map_err(io(&tmp))?;
                 if f.metadata().map_err(io(&tmp))?.len() != sealed.len() as u64 {
                     f.set_len(sealed.len() as u64).map_err(io(&tmp))?;
                 }
                 f.sync_data().map_err(io(&tmp))?;
+                f
             }
             None => {
                 let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
                 f.write_all(&sealed).map_err(io(&tmp))?;
                 f.sync_all().map_err(io(&tmp))?;
+                f
             }
-        }
+        };
         if crash == Some(CrashPoint::AfterTempWrite) {
             return Err(NvmError::Crash(CrashPoint::AfterTempWrite));
         }
+        // The rename goes by name: make sure the name is still the file just
+        // written (the exchange would swap in even a directory put there).
+        same_file(&written, &tmp).map_err(io(&tmp))?;
+        drop(written);
         // With the same keys the previous image may stay behind in the
         // temporary file, to be written over next time; otherwise it goes.
         let swapped = same_keys
@@ -372,6 +378,20 @@ impl NvmStore {
     }
 }
 
+/// Fails unless `path` names the open file `file` (same device and inode).
+fn same_file(file: &fs::File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (ours, named) = (file.metadata()?, fs::symlink_metadata(path)?);
+    if ours.dev() == named.dev() && ours.ino() == named.ino() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            "the temporary file was replaced while the NVM was being written; \
+             nothing in the module directory may be changed while the module runs",
+        ))
+    }
+}
+
 /// Swaps `tmp` and `path` atomically (`renameat2` with `RENAME_EXCHANGE`).
 #[cfg(target_os = "linux")]
 fn exchange(tmp: &Path, path: &Path) -> std::io::Result<()> {
@@ -389,4 +409,25 @@ fn exchange(_tmp: &Path, _path: &Path) -> std::io::Result<()> {
 fn exchange_unsupported(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::Unsupported
         || matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() || code == rustix::io::Errno::NOSYS.raw_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_file_tells_a_replaced_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(NVM_TMP);
+        let written = fs::File::create(&tmp).unwrap();
+        same_file(&written, &tmp).unwrap();
+        // Replaced by another file, then by a directory: refused.
+        fs::remove_file(&tmp).unwrap();
+        fs::write(&tmp, b"other").unwrap();
+        let err = same_file(&written, &tmp).unwrap_err();
+        assert!(err.to_string().contains("was replaced"), "{err}");
+        fs::remove_file(&tmp).unwrap();
+        fs::create_dir(&tmp).unwrap();
+        assert!(same_file(&written, &tmp).is_err());
+    }
 }

@@ -28,6 +28,17 @@ fn a_module_that_cannot_write_its_nvm_is_taken_out_and_nothing_changes() {
         let before = fx.snapshot(&c, &m.id).await;
         assert!(fx.server.modules().iter().all(|s| s.in_service));
 
+        // MeterGen refills the stock of two in the background with the
+        // same module; the blocker goes in once it is done, so that only
+        // the print below meets it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while fx.store.count_meters(Some("Unleased")).await.unwrap() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "MeterGen never refilled its stock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         // The fixture's one module lives in DATA/modules/m0.
         // (Steady writes leave the previous image there; it goes first.)
         let blocker = fx.data.join("modules/m0/nvm.sealed.tmp");
