@@ -19,7 +19,9 @@
 //! accounts differ from the last one's (a new or deleted master key set, a
 //! Zeroize, a Reset, new crypto-card keys, a changed password, a logon
 //! counted) makes a new temporary file and renames it over the NVM, so the
-//! older image is gone as before.
+//! older image is gone as before. Either way the rename goes by name, so
+//! before it the write checks that the temporary file's name still holds
+//! the file it wrote (an exchange would swap in even a directory).
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
