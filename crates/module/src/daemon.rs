@@ -5,7 +5,8 @@
 //!
 //! Every answer frame is followed by an **audit trailer** frame: the JSON
 //! array of `[seq, json line]` pairs of the audit entries the module stored
-//! (in its own `audit.log`, durably) while it handled the request, when the
+//! (in its own `audit.log`, and durably in its NVM until that log is synced)
+//! while it handled the request, when the
 //! module was opened with a [`Captured`] buffer; `[]` otherwise. A host
 //! that keeps the audit elsewhere (the postal server's database) takes them
 //! from there, as it does from an in-process module. The trailer is not
