@@ -376,11 +376,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_new_chain_starts_a_new_file_and_keeps_the_old_one() {
+    /// A new log in a temporary directory (kept alive by the caller).
+    fn new_log() -> (tempfile::TempDir, PathBuf, FileAuditSink) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(AUDIT_LOG_FILE);
-        let mut sink = FileAuditSink::open(&path).unwrap();
+        let sink = FileAuditSink::open(&path).unwrap();
+        (dir, path, sink)
+    }
+
+    #[test]
+    fn a_new_chain_starts_a_new_file_and_keeps_the_old_one() {
+        let (_dir, path, mut sink) = new_log();
         for seq in 0..3 {
             sink.append(&entry(seq)).unwrap();
         }
@@ -396,9 +402,7 @@ mod tests {
 
     #[test]
     fn appended_lines_are_in_the_file_before_the_sync_and_sync_waits_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(AUDIT_LOG_FILE);
-        let mut sink = FileAuditSink::open(&path).unwrap();
+        let (_dir, path, mut sink) = new_log();
         sink.append_all(&[entry(0), entry(1)]).unwrap();
         sink.append(&entry(2)).unwrap();
         // Readers (the auditor's verify, boot's last_hash) see them at once.
@@ -412,9 +416,7 @@ mod tests {
 
     #[test]
     fn a_torn_line_longer_than_a_read_is_cut_back_to_the_last_whole_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(AUDIT_LOG_FILE);
-        let mut sink = FileAuditSink::open(&path).unwrap();
+        let (_dir, path, mut sink) = new_log();
         sink.append(&entry(0)).unwrap();
         drop(sink);
         let whole = std::fs::metadata(&path).unwrap().len();
@@ -438,9 +440,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_line_is_cut_and_last_hash_sees_the_last_whole_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(AUDIT_LOG_FILE);
-        let mut sink = FileAuditSink::open(&path).unwrap();
+        let (_dir, path, mut sink) = new_log();
         sink.append(&entry(0)).unwrap();
         sink.append(&entry(1)).unwrap();
         assert_eq!(sink.last_hash().unwrap(), Some(entry(1).hash()));
