@@ -7,9 +7,10 @@
 //! written atomically (holding the entry); then the entry goes to the audit
 //! sink; only then does the reply leave. The sink syncs the entry before
 //! the next NVM write replaces it ([`AuditSink::sync`]), so it is always
-//! durable in one place or the other. A command that fails leaves the image exactly as it was
-//! (a snapshot is restored), except where the seed wants the failure itself
-//! remembered (a failed logon counts against the account).
+//! durable in one place or the other. A command that fails leaves the image
+//! exactly as it was (a snapshot is restored), except where the seed wants
+//! the failure itself remembered (a failed logon counts against the
+//! account).
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
