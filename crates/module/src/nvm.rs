@@ -14,8 +14,10 @@
 //! sealed plaintext is padded with zeros to a multiple of [`NVM_PAD`] bytes
 //! (and reading checks that the padding is zeros).
 //!
-//! The previous image left in the temporary file holds the same keys and
-//! operator accounts as the current one, never more: a write whose keys or
+//! The previous image left in the temporary file has its head overwritten
+//! once the exchange is durable, so it no longer unseals (moving it back is
+//! no rollback). Even so it holds the same keys and operator accounts as
+//! the current one, never more: a write whose keys or
 //! accounts differ from the last one's (a new or deleted master key set, a
 //! Zeroize, a Reset, new crypto-card keys, a changed password, a logon
 //! counted) makes a new temporary file and renames it over the NVM, so the
@@ -376,8 +378,27 @@ impl NvmStore {
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
         state.keys = Some(keys);
+        if swapped {
+            // The exchange is durable: the previous image in the temporary
+            // file is garbage now. Its head is overwritten so that it no
+            // longer unseals, and moving it back is no rollback (not
+            // synced: a power loss may keep it, as an old copy would).
+            scrub_head(&tmp).map_err(io(&tmp))?;
+        }
         Ok(())
     }
+}
+
+/// How much of the previous image [`scrub_head`] overwrites: its header,
+/// nonce and the start of its ciphertext.
+const SCRUB_LEN: usize = 4096;
+
+/// Overwrites the first [`SCRUB_LEN`] bytes of `path` with zeros.
+fn scrub_head(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new().write(true).open(path)?;
+    let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
+    f.write_all_at(&[0; SCRUB_LEN][..len.min(SCRUB_LEN)], 0)
 }
 
 /// Fails unless `path` names the open file `file` (same device and inode).

@@ -461,10 +461,15 @@ fn steady_writes_reuse_the_temporary_file_and_other_keys_or_accounts_leave_nothi
         (tmp_ino, nvm_ino),
         "the temporary file was written over and swapped with the NVM file"
     );
+    let left = std::fs::read(&tmp).unwrap();
     assert_eq!(
-        std::fs::read(&tmp).unwrap(),
-        previous,
-        "the previous image stays behind"
+        left.len(),
+        previous.len(),
+        "the previous image's file stays behind"
+    );
+    assert!(
+        left[..4096].iter().all(|&b| b == 0) && left[4096..] == previous[4096..],
+        "its head is overwritten, the rest is the previous image"
     );
     assert_eq!(
         std::fs::metadata(&nvm).unwrap().len(),
@@ -534,4 +539,29 @@ fn padding_after_the_image_must_be_zeros() {
         matches!(err, postvault_module::nvm::NvmError::Decode(_)),
         "{err}"
     );
+}
+
+/// The image a steady write leaves in the temporary file is no rollback:
+/// moved over the NVM file, it is refused like any damaged NVM.
+#[test]
+fn the_previous_image_left_beside_the_nvm_does_not_unseal() {
+    let f = initialized();
+    {
+        let m = f.open();
+        let mut c = client(&m);
+        // Two commands with the same keys and accounts: the second swaps.
+        c.logon("so", &pw("so")).unwrap();
+        for note in ["one", "two"] {
+            ok(
+                &mut c,
+                Request::CreateAuditEntry {
+                    note: note.into(),
+                    sign: false,
+                },
+            );
+        }
+    }
+    let tmp = f.path().join("module").join("nvm.sealed.tmp");
+    let left = std::fs::read(&tmp).expect("steady writes leave the previous image's file");
+    check_refused(&f, "the previous image moved back", &left);
 }
