@@ -48,6 +48,18 @@ impl Module {
                                 n.transaction,
                                 n.device_id
                             ),
+                            // Authentic (the MAC verified) and newer than
+                            // anything the module remembers: the module's
+                            // NVM is the stale side.
+                            None if g.seq > n.seq => format!(
+                                "the database's checkpoint for this module is {} ({} on {}), newer than the module's newest, {} ({} on {}): the module's NVM is older than the database (restored from an old copy, or rolled back); a Security Officer must find out why, then run Accept Checkpoint (Begin Admin first) with the database's checkpoint",
+                                g.seq,
+                                g.transaction,
+                                g.device_id,
+                                n.seq,
+                                n.transaction,
+                                n.device_id
+                            ),
                             None => format!(
                                 "the database's checkpoint for this module is {} ({} on {}), which is none of the module's {} most recent (newest {}, {} on {}): the database is stale by more than the module can recover, or not this deployment's",
                                 g.seq,

@@ -281,6 +281,12 @@ fn correction_request(cl: &Client, postage: u64) -> postvault_module::psd::Indic
 /// The module closes (every handle dropped, so its lock file is released)
 /// and opens again from its directory.
 fn restart(cl: Client) -> Client {
+    restart_with(cl, |_| {})
+}
+
+/// [`restart`], running `offline` on the module directory while the module
+/// is closed.
+fn restart_with(cl: Client, offline: impl FnOnce(&std::path::Path)) -> Client {
     let Client { m, cert, challenge } = cl;
     let Meter {
         f,
@@ -295,6 +301,7 @@ fn restart(cl: Client) -> Client {
         checkpoint,
     } = m;
     drop((c, _m));
+    offline(&f.path().join("module"));
     let module = f.open();
     let c = client(&module);
     Client {
@@ -1336,4 +1343,39 @@ fn packages_kept_between_batches_serve_only_the_bytes_handed_out() {
         (s.ascending_mills, s.descending_mills, s.piece_count),
         (ar, 10_000 - ar, 5)
     );
+}
+
+/// The other way round: the module's NVM put back to an older copy while
+/// the database kept its newer checkpoint. The module refuses and says that
+/// its own NVM is the stale side; Accept Checkpoint (in Administrative
+/// state) with the database's checkpoint lets it go on.
+#[test]
+fn a_module_nvm_older_than_the_database_is_named_as_the_stale_side() {
+    let mut cl = Client::funded(10_000);
+    let nvm =
+        cl.m.f
+            .path()
+            .join("module")
+            .join(postvault_module::nvm::NVM_FILE);
+    let old = std::fs::read(&nvm).unwrap();
+    cl.m.f.clock.advance(60);
+    cl.create(cl.request(1_000));
+    let newest = cl.m.checkpoint.clone().unwrap().checkpoint.seq;
+    let mut cl = restart_with(cl, |dir| {
+        std::fs::write(dir.join(postvault_module::nvm::NVM_FILE), &old).unwrap();
+    });
+    let e = cl.refused(cl.request(500));
+    assert_mismatch(
+        &e,
+        &format!("the database's checkpoint for this module is {newest}"),
+    );
+    assert_mismatch(&e, "the module's NVM is older than the database");
+    assert_mismatch(&e, "run Accept Checkpoint");
+    let cp = cl.m.checkpoint.clone();
+    as_user(&mut cl.m.c, "so", |c| {
+        ok(c, Request::BeginAdmin);
+        ok(c, Request::AcceptCheckpoint { checkpoint: cp });
+        ok(c, Request::EndAdmin);
+    });
+    cl.create(cl.request(500));
 }
