@@ -38,37 +38,21 @@ impl Module {
                     ))),
                     Some(n) => {
                         let behind = self.nvm.checkpoints.iter().rev().position(|c| c == g);
+                        let theirs = format!("{} ({} on {})", g.seq, g.transaction, g.device_id);
+                        let ours = format!("{} ({} on {})", n.seq, n.transaction, n.device_id);
                         Err(ModuleError::CheckpointMismatch(match behind {
                             Some(k) => format!(
-                                "the database's checkpoint for this module is {} ({} on {}), {k} transaction(s) behind the module's newest, {} ({} on {}): the database was rolled back or switched to a stale copy; run Auto-Recover Checkpoint with the database's checkpoint",
-                                g.seq,
-                                g.transaction,
-                                g.device_id,
-                                n.seq,
-                                n.transaction,
-                                n.device_id
+                                "the database's checkpoint for this module is {theirs}, {k} transaction(s) behind the module's newest, {ours}: the database was rolled back or switched to a stale copy; run Auto-Recover Checkpoint with the database's checkpoint"
                             ),
                             // Authentic (the MAC verified) and newer than
                             // anything the module remembers: the module's
                             // NVM is the stale side.
                             None if g.seq > n.seq => format!(
-                                "the database's checkpoint for this module is {} ({} on {}), newer than the module's newest, {} ({} on {}): the module's NVM is older than the database (restored from an old copy, or rolled back); a Security Officer must find out why, then run Accept Checkpoint (Begin Admin first) with the database's checkpoint",
-                                g.seq,
-                                g.transaction,
-                                g.device_id,
-                                n.seq,
-                                n.transaction,
-                                n.device_id
+                                "the database's checkpoint for this module is {theirs}, newer than the module's newest, {ours}: the module's NVM is older than the database (restored from an old copy, or rolled back); a Security Officer must find out why, then run Accept Checkpoint (Begin Admin first) with the database's checkpoint"
                             ),
                             None => format!(
-                                "the database's checkpoint for this module is {} ({} on {}), which is none of the module's {} most recent (newest {}, {} on {}): the database is stale by more than the module can recover, or not this deployment's",
-                                g.seq,
-                                g.transaction,
-                                g.device_id,
-                                self.nvm.checkpoints.len(),
-                                n.seq,
-                                n.transaction,
-                                n.device_id
+                                "the database's checkpoint for this module is {theirs}, which is none of the module's {} most recent (newest {ours}): the database is stale by more than the module can recover, or not this deployment's",
+                                self.nvm.checkpoints.len()
                             ),
                         }))
                     }
