@@ -136,8 +136,12 @@ impl FileAuditSink {
     /// A last line torn by a power loss (no final newline) is cut off: it
     /// was never acknowledged, and the module hands that entry over again.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        if let Some(keep) = whole_lines_end(&mut File::open(path)?)? {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        if let Some(keep) = whole_lines_end(&mut file)? {
             file.set_len(keep)?;
             file.sync_data()?;
         }

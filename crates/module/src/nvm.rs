@@ -302,31 +302,31 @@ impl NvmStore {
         };
         // The temporary file to write over: only when it exists and holds
         // (at most) the keys this image holds.
+        // With its length, which the image is padded to keep.
         let reuse = if same_keys && !state.no_exchange {
             match fs::OpenOptions::new().write(true).open(&tmp) {
-                Ok(f) => Some(f),
+                Ok(f) => {
+                    let len = f.metadata().map_err(io(&tmp))?.len();
+                    Some((f, len))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(source) => return Err(NvmError::Io { path: tmp, source }),
             }
         } else {
             None
         };
-        let room = match (&reuse, state.overhead) {
-            (Some(f), Some(overhead)) => {
-                let len = f.metadata().map_err(io(&tmp))?.len();
-                usize::try_from(len)
-                    .ok()
-                    .and_then(|l| l.checked_sub(overhead))
-            }
-            _ => None,
-        };
+        let room = reuse
+            .as_ref()
+            .zip(state.overhead)
+            .and_then(|((_, len), overhead)| usize::try_from(*len).ok()?.checked_sub(overhead));
         // Sized exactly: a growing buffer would leave stray copies of the
         // plaintext NVM (keys included) in freed memory, and copy it around.
         let needed = postcard::experimental::serialized_size(image)
             .map_err(|e| NvmError::Seal(e.to_string()))?;
-        let mut plain = Zeroizing::new(Vec::with_capacity(padded_len(needed, room)));
+        let plain_len = padded_len(needed, room);
+        let mut plain = Zeroizing::new(Vec::with_capacity(plain_len));
         postcard::to_io(image, &mut *plain).map_err(|e| NvmError::Seal(e.to_string()))?;
-        plain.resize(padded_len(needed, room), 0);
+        plain.resize(plain_len, 0);
         let sealed = self
             .seal
             .seal(NVM_AAD, &plain)
@@ -335,9 +335,10 @@ impl NvmStore {
         drop(plain);
         let path = self.path();
         let written = match reuse {
-            Some(f) => {
+            Some((f, len)) => {
                 (&f).write_all(&sealed).map_err(io(&tmp))?;
-                if f.metadata().map_err(io(&tmp))?.len() != sealed.len() as u64 {
+                // Writing from the start made it at least this long.
+                if len > sealed.len() as u64 {
                     f.set_len(sealed.len() as u64).map_err(io(&tmp))?;
                 }
                 f.sync_data().map_err(io(&tmp))?;
