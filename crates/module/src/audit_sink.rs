@@ -14,9 +14,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
 
 use postvault_audit::AuditEntry;
+
+use crate::worker::Worker;
 
 /// File name of the audit log inside the module directory.
 pub const AUDIT_LOG_FILE: &str = "audit.log";
@@ -49,85 +50,13 @@ pub trait AuditSink: Send {
     }
 }
 
-/// The thread that runs a log file's `fdatasync` while the module goes on.
-struct Syncer {
-    /// Each message asks for one `fdatasync` of the file.
-    requests: Option<mpsc::Sender<Arc<File>>>,
-    /// One answer per request, in order.
-    answers: mpsc::Receiver<std::io::Result<()>>,
-    /// Requests not yet answered.
-    in_flight: usize,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Syncer {
-    fn start() -> std::io::Result<Self> {
-        let (requests, jobs) = mpsc::channel::<Arc<File>>();
-        let (answer, answers) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("postvault-audit-sync".into())
-            .spawn(move || {
-                for file in jobs {
-                    if answer.send(file.sync_data()).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        Ok(Self {
-            requests: Some(requests),
-            answers,
-            in_flight: 0,
-            thread: Some(thread),
-        })
-    }
-
-    /// Asks for an `fdatasync` of `file` (covering everything written to it
-    /// so far); [`Self::wait`] collects the answer.
-    fn request(&mut self, file: &Arc<File>) -> std::io::Result<()> {
-        let sent = self
-            .requests
-            .as_ref()
-            .is_some_and(|r| r.send(Arc::clone(file)).is_ok());
-        if !sent {
-            // The thread is gone: sync here.
-            return file.sync_data();
-        }
-        self.in_flight += 1;
-        Ok(())
-    }
-
-    /// Waits for every requested sync; the first failure, if any.
-    fn wait(&mut self) -> std::io::Result<()> {
-        let mut result = Ok(());
-        while self.in_flight > 0 {
-            self.in_flight -= 1;
-            let answer = self.answers.recv().unwrap_or_else(|_| {
-                Err(std::io::Error::other("the audit log's sync thread stopped"))
-            });
-            if result.is_ok() {
-                result = answer;
-            }
-        }
-        result
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        let _ = self.wait();
-        self.requests = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Appends entries as JSON lines to a file; syncs them on a thread of its
 /// own, collected by [`AuditSink::sync`] (and when dropped).
 pub struct FileAuditSink {
     path: PathBuf,
     file: Arc<File>,
-    syncer: Syncer,
+    /// Runs the log's `fdatasync`s while the module goes on.
+    syncer: Worker,
 }
 
 impl FileAuditSink {
@@ -148,7 +77,7 @@ impl FileAuditSink {
         Ok(Self {
             path: path.to_path_buf(),
             file: Arc::new(file),
-            syncer: Syncer::start()?,
+            syncer: Worker::start("postvault-audit-sync")?,
         })
     }
 
@@ -214,7 +143,8 @@ impl FileAuditSink {
     /// Writes `text` at the end of the log and asks for its sync.
     fn write(&mut self, text: &[u8]) -> std::io::Result<()> {
         (&*self.file).write_all(text)?;
-        self.syncer.request(&self.file)
+        let file = Arc::clone(&self.file);
+        self.syncer.submit(Box::new(move || file.sync_data()))
     }
 }
 

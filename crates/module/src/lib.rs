@@ -27,6 +27,7 @@ pub mod serde_hex;
 pub mod session;
 pub mod table;
 pub mod types;
+mod worker;
 
 pub use client::{ClientError, ModuleClient};
 pub use error::ModuleError;

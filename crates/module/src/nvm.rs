@@ -14,8 +14,23 @@
 //! sealed plaintext is padded with zeros to a multiple of [`NVM_PAD`] bytes
 //! (and reading checks that the padding is zeros).
 //!
+//! Such a write, when its image is further along the audit chain than the
+//! one it swaps out (every audited command), does not wait for the
+//! directory sync either: a thread of the store runs it while the module
+//! answers and goes on, and the next write waits for it before it writes
+//! over the temporary file. The new image is durable before the reply all
+//! the same: it was synced in the file written over, whose name was
+//! durable already. If power fails before the rename reaches the disk, the
+//! NVM file's name still holds the image before it and the temporary
+//! file's name the new one; [`NvmStore::load`] then finds the later image
+//! of the same NVM under the temporary name (same keys and accounts,
+//! further along the audit chain) and renames it into place. Any other
+//! content of the temporary file is ignored, and the NVM file itself must
+//! always be whole.
+//!
 //! The previous image left in the temporary file has its head overwritten
-//! once the exchange is durable, so it no longer unseals (moving it back is
+//! once the exchange is durable (by the same thread, after the directory
+//! sync, when that is deferred), so it no longer unseals (moving it back is
 //! no rollback). Even so it holds the same keys and operator accounts as
 //! the current one, never more: a write whose keys or
 //! accounts differ from the last one's (a new or deleted master key set, a
@@ -37,6 +52,7 @@ use postvault_seal::SealProvider;
 use crate::access::UserRecord;
 use crate::keys::Mks;
 use crate::types::ModuleState;
+use crate::worker::Worker;
 
 /// File name of the sealed NVM inside the module directory.
 pub const NVM_FILE: &str = "nvm.sealed";
@@ -210,6 +226,13 @@ struct WriteState {
     /// The file system refused `RENAME_EXCHANGE`: always make a new
     /// temporary file.
     no_exchange: bool,
+    /// The audit chain's next sequence number in the NVM file as last
+    /// written or read (`None` when unknown, or when it has no chain).
+    seq: Option<u64>,
+    /// Runs a steady write's directory sync, and then the overwrite of the
+    /// previous image's head, while the module goes on (started at the
+    /// first such write; see [`NvmStore::store`]).
+    background: Option<Worker>,
 }
 
 /// SHA-256 over the key material an image holds (master key sets,
@@ -264,6 +287,16 @@ impl NvmStore {
     }
 
     /// Loads the NVM; `Ok(None)` when there is none yet (a new module).
+    ///
+    /// A steady write does not wait for its directory sync (see
+    /// [`Self::store`]), so after a power loss the NVM file's name may
+    /// still hold the image before the last one, and the temporary file
+    /// the last one. When the temporary file unseals, holds the same keys
+    /// and accounts, and is further along the audit chain, it is that last
+    /// image: it is renamed over the NVM file (and the directory synced)
+    /// and read. Anything else in the temporary file is left alone. The
+    /// NVM file itself must always be whole: one that does not unseal or
+    /// decode is an error, whatever the temporary file holds.
     pub fn load(&self) -> Result<Option<NvmImage>, NvmError> {
         let path = self.path();
         let bytes = match fs::read(&path) {
@@ -271,21 +304,55 @@ impl NvmStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(NvmError::Io { path, source }),
         };
+        let mut image = self.decode(&path, &bytes)?;
+        let mut keys = key_fingerprint(&image)?;
+        let tmp = self.dir.join(NVM_TMP);
+        if let Some(newer) = self.newer_image_in(&tmp, &image, &keys) {
+            fs::rename(&tmp, &path).map_err(|source| NvmError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            image = newer;
+            keys = key_fingerprint(&image)?;
+        }
+        // Whatever a process before this one left unsynced (a deferred
+        // directory sync it did not live to see, the rename just made) is
+        // durable before the first write goes over the temporary file.
+        sync_dir(&self.dir).map_err(|source| NvmError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.keys = Some(keys);
+        state.seq = image.audit.as_ref().map(|a| a.next_seq);
+        Ok(Some(image))
+    }
+
+    /// Unseals and decodes the file `path` read as `bytes`.
+    fn decode(&self, path: &Path, bytes: &[u8]) -> Result<NvmImage, NvmError> {
         let plain = self
             .seal
-            .unseal(NVM_AAD, &bytes)
-            .map_err(|_| NvmError::Unseal(path.clone()))?;
+            .unseal(NVM_AAD, bytes)
+            .map_err(|_| NvmError::Unseal(path.to_path_buf()))?;
         let (image, padding): (NvmImage, &[u8]) = postcard::take_from_bytes(plain.expose_secret())
-            .map_err(|_| NvmError::Decode(path.clone()))?;
+            .map_err(|_| NvmError::Decode(path.to_path_buf()))?;
         if image.version != NVM_VERSION || padding.iter().any(|&b| b != 0) {
-            return Err(NvmError::Decode(path));
+            return Err(NvmError::Decode(path.to_path_buf()));
         }
-        let keys = key_fingerprint(&image)?;
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys = Some(keys);
-        Ok(Some(image))
+        Ok(image)
+    }
+
+    /// The image in `tmp` when it is a later write of `current`: it unseals
+    /// and decodes, belongs to the same module, holds the keys and accounts
+    /// fingerprinted `keys`, and its audit chain is further along.
+    fn newer_image_in(&self, tmp: &Path, current: &NvmImage, keys: &[u8; 32]) -> Option<NvmImage> {
+        let current_seq = current.audit.as_ref()?.next_seq;
+        let bytes = fs::read(tmp).ok()?;
+        let image = self.decode(tmp, &bytes).ok()?;
+        let later = image.module_id == current.module_id
+            && image.audit.as_ref()?.next_seq > current_seq
+            && key_fingerprint(&image).ok()? == *keys;
+        later.then_some(image)
     }
 
     /// Writes the NVM atomically. `crash` simulates a power loss at a point of the write.
@@ -295,11 +362,24 @@ impl NvmStore {
         // Whatever happens below, the files are in a state this write did
         // not choose until it succeeds.
         let same_keys = state.keys.take() == Some(keys);
+        let last_seq = state.seq.take();
         let tmp = self.dir.join(NVM_TMP);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| NvmError::Io { path, source }
         };
+        // The last write's directory sync must be done before the temporary
+        // file is written over: until then the file system may still have
+        // the NVM file's name on the image before it.
+        if let Some(worker) = state.background.as_mut() {
+            worker.wait().map_err(|e| NvmError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("the directory sync after the last NVM write failed: {e}"),
+                ),
+            })?;
+        }
         // The temporary file to write over: only when it exists and holds
         // (at most) the keys this image holds.
         // With its length, which the image is padded to keep.
@@ -334,6 +414,7 @@ impl NvmStore {
         state.overhead = sealed.len().checked_sub(plain.len());
         drop(plain);
         let path = self.path();
+        let reused = reuse.is_some();
         let written = match reuse {
             Some((f, len)) => {
                 (&f).write_all(&sealed).map_err(io(&tmp))?;
@@ -375,18 +456,61 @@ impl NvmStore {
         if !swapped {
             fs::rename(&tmp, &path).map_err(io(&path))?;
         }
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        state.keys = Some(keys);
-        if swapped {
-            // The exchange is durable: the previous image in the temporary
-            // file is garbage now. Its head is overwritten so that it no
-            // longer unseals, and moving it back is no rollback (not
-            // synced: a power loss may keep it, as an old copy would).
-            scrub_head(&tmp).map_err(io(&tmp))?;
+        let seq = image.audit.as_ref().map(|a| a.next_seq);
+        // Once the exchange is durable, the previous image in the temporary
+        // file is garbage. Its head is overwritten so that it no longer
+        // unseals, and moving it back is no rollback (not synced: a power
+        // loss may keep it, as an old copy would).
+        let mut leftover = if swapped {
+            Some(
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&tmp)
+                    .map_err(io(&tmp))?,
+            )
+        } else {
+            None
+        };
+        // A steady write whose image is further along the audit chain than
+        // the one it swapped out need not wait for the directory sync: the
+        // image is durable in the file written over (whose name was durable
+        // already), and until the sync is done [`Self::load`] finds it under
+        // either name. The next write waits for it.
+        let mut deferred = false;
+        let further = matches!((seq, last_seq), (Some(seq), Some(last)) if seq > last);
+        if reused
+            && further
+            && let Some(worker) = self.background(&mut state)
+            && let Some(file) = leftover.take()
+        {
+            let dir = fs::File::open(&self.dir).map_err(io(&self.dir))?;
+            let (dir_path, tmp_path) = (self.dir.clone(), tmp.clone());
+            worker
+                .submit(Box::new(move || {
+                    dir.sync_all().map_err(|e| named(&dir_path, e))?;
+                    scrub_head(&file).map_err(|e| named(&tmp_path, e))
+                }))
+                .map_err(io(&self.dir))?;
+            deferred = true;
         }
+        if !deferred {
+            sync_dir(&self.dir).map_err(io(&self.dir))?;
+            if let Some(file) = leftover {
+                scrub_head(&file).map_err(io(&tmp))?;
+            }
+        }
+        state.keys = Some(keys);
+        state.seq = seq;
         Ok(())
+    }
+
+    /// The thread for deferred directory syncs, started on first use;
+    /// `None` if it cannot be started (the write then syncs inline).
+    fn background<'a>(&self, state: &'a mut WriteState) -> Option<&'a mut Worker> {
+        if state.background.is_none() {
+            state.background = Worker::start("postvault-nvm-sync").ok();
+        }
+        state.background.as_mut()
     }
 }
 
@@ -394,12 +518,21 @@ impl NvmStore {
 /// nonce and the start of its ciphertext.
 const SCRUB_LEN: usize = 4096;
 
-/// Overwrites the first [`SCRUB_LEN`] bytes of `path` with zeros.
-fn scrub_head(path: &Path) -> std::io::Result<()> {
+/// Overwrites the first [`SCRUB_LEN`] bytes of `f` with zeros.
+fn scrub_head(f: &fs::File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let f = fs::OpenOptions::new().write(true).open(path)?;
     let len = usize::try_from(f.metadata()?.len()).unwrap_or(usize::MAX);
     f.write_all_at(&[0; SCRUB_LEN][..len.min(SCRUB_LEN)], 0)
+}
+
+/// Makes the directory's entries (a rename in it) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+/// `e`, saying which file it is about.
+fn named(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// Fails unless `path` names the open file `file` (same device and inode).

@@ -565,3 +565,77 @@ fn the_previous_image_left_beside_the_nvm_does_not_unseal() {
     let left = std::fs::read(&tmp).expect("steady writes leave the previous image's file");
     check_refused(&f, "the previous image moved back", &left);
 }
+
+/// A steady write does not wait for its directory sync, so a power loss can
+/// leave the NVM file's name on the image before the last one and the last
+/// one under the temporary name. Boot takes the temporary file only when
+/// it is a later write of the same NVM (same keys and accounts, further
+/// along the audit chain), renames it into place, and otherwise leaves it
+/// alone; a damaged NVM file is an error whatever the temporary file holds.
+#[test]
+fn a_later_image_left_in_the_temporary_file_is_taken_at_boot() {
+    let f = initialized();
+    let nvm = nvm_path(&f);
+    let tmp = f.path().join("module").join("nvm.sealed.tmp");
+    let store = store_of(&f);
+    let mut image = store.load().unwrap().expect("an initialized module's NVM");
+    let seq = |i: &postvault_module::nvm::NvmImage| i.audit.as_ref().unwrap().next_seq;
+    let first = seq(&image);
+    let old = std::fs::read(&nvm).unwrap();
+    image.audit.as_mut().unwrap().next_seq = first + 1;
+    store.store(&image, None).unwrap();
+    drop(store);
+    let new = std::fs::read(&nvm).unwrap();
+
+    // The names as a power loss before the directory sync leaves them.
+    std::fs::write(&nvm, &old).unwrap();
+    std::fs::write(&tmp, &new).unwrap();
+    let read = store_of(&f).load().unwrap().unwrap();
+    assert_eq!(seq(&read), first + 1, "boot takes the later image");
+    assert_eq!(
+        std::fs::read(&nvm).unwrap(),
+        new,
+        "and renames it into place"
+    );
+    assert!(!tmp.exists());
+
+    // An earlier image in the temporary file (the usual leftover): ignored.
+    std::fs::write(&tmp, &old).unwrap();
+    assert_eq!(seq(&store_of(&f).load().unwrap().unwrap()), first + 1);
+    assert_eq!(std::fs::read(&tmp).unwrap(), old, "left alone");
+
+    // A later image with other keys (a write that had not renamed yet):
+    // ignored, so a crash before such a write's rename keeps the old NVM.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = postvault_module::nvm::NvmStore::new(other_dir.path(), file_seal(&f));
+    let mut rekeyed = image.clone();
+    let audit = rekeyed.audit.as_mut().unwrap();
+    audit.next_seq = first + 5;
+    let mut key = audit.signing_key.to_vec();
+    key[40] ^= 1;
+    audit.signing_key = zeroize::Zeroizing::new(key);
+    other.store(&rekeyed, None).unwrap();
+    let rekeyed_bytes = std::fs::read(other_dir.path().join(NVM_FILE)).unwrap();
+    std::fs::write(&tmp, &rekeyed_bytes).unwrap();
+    assert_eq!(seq(&store_of(&f).load().unwrap().unwrap()), first + 1);
+    assert_eq!(std::fs::read(&tmp).unwrap(), rekeyed_bytes, "left alone");
+
+    // Another module's later image: ignored.
+    let mut foreign = image.clone();
+    foreign.module_id[0] ^= 1;
+    foreign.audit.as_mut().unwrap().next_seq = first + 5;
+    other.store(&foreign, None).unwrap();
+    std::fs::copy(other_dir.path().join(NVM_FILE), &tmp).unwrap();
+    assert_eq!(seq(&store_of(&f).load().unwrap().unwrap()), first + 1);
+
+    // The NVM file damaged, a later image beside it: still an error.
+    std::fs::write(&tmp, &new).unwrap();
+    let mut damaged = new.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 1;
+    std::fs::write(&nvm, &damaged).unwrap();
+    assert!(matches!(
+        store_of(&f).load(),
+        Err(postvault_module::nvm::NvmError::Unseal(_))
+    ));
+}
