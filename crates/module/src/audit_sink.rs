@@ -62,8 +62,11 @@ pub struct FileAuditSink {
 impl FileAuditSink {
     /// Opens (creating if needed) the log at `path` for appending.
     ///
-    /// A last line torn by a power loss (no final newline) is cut off: it
-    /// was never acknowledged, and the module hands that entry over again.
+    /// What a power loss left after the intact part (a torn last line, or
+    /// a block of zeros where the last append did not reach the disk) is
+    /// cut off, with every line after it: those entries were in the last
+    /// append, which the NVM still holds, and the module hands them over
+    /// again (see [`whole_lines_end`]).
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let mut file = OpenOptions::new()
             .create(true)
@@ -90,27 +93,49 @@ impl FileAuditSink {
 /// How far back [`whole_lines_end`] reads at a time.
 const TAIL_CHUNK: u64 = 64 * 1024;
 
-/// Where the log's last whole line ends, when a torn line follows it
-/// (`None` when the log is empty or ends with a newline). Reads from the end
-/// back, a chunk at a time, never the whole log.
+/// How much of the log's end [`whole_lines_end`] searches for a hole: more
+/// than one command ever appends at once (a batch of 1,024 pieces writes
+/// about 0.5 MB), since only the last append can be unsynced.
+const HOLE_SCAN: u64 = 4 * 1024 * 1024;
+
+/// Where the log's intact part ends, when something follows it that a
+/// power loss left: a torn last line (no final newline), or a hole. A hole
+/// is a block of the last append that never reached the disk while the
+/// file's length did, read back as zeros; a NUL byte appears in no line
+/// (JSON escapes control characters), so the log is cut at the start of
+/// the line holding the first one in its last [`HOLE_SCAN`] bytes, lines
+/// after it included. Everything cut was in the last append, whose entries
+/// the NVM still holds: boot hands them over again. `None` when the log is
+/// empty or intact. Reads only the end of the log.
 fn whole_lines_end(f: &mut File) -> std::io::Result<Option<u64>> {
     let len = f.metadata()?.len();
-    let mut end = len;
+    let start = len.saturating_sub(HOLE_SCAN);
+    let mut window = vec![0u8; (len - start) as usize];
+    f.seek(SeekFrom::Start(start))?;
+    f.read_exact(&mut window)?;
+    let hole = window.iter().position(|&b| b == 0);
+    let intact = &window[..hole.unwrap_or(window.len())];
+    if hole.is_none() && intact.last().is_none_or(|&b| b == b'\n') {
+        return Ok(None);
+    }
+    if let Some(i) = intact.iter().rposition(|&b| b == b'\n') {
+        return Ok(Some(start + i as u64 + 1));
+    }
+    // No newline in the window before the damage: look further back, a
+    // chunk at a time.
+    let mut end = start;
     let mut chunk = Vec::new();
     while end > 0 {
-        let start = end.saturating_sub(TAIL_CHUNK);
-        chunk.resize((end - start) as usize, 0);
-        f.seek(SeekFrom::Start(start))?;
+        let from = end.saturating_sub(TAIL_CHUNK);
+        chunk.resize((end - from) as usize, 0);
+        f.seek(SeekFrom::Start(from))?;
         f.read_exact(&mut chunk)?;
-        if end == len && chunk.last() == Some(&b'\n') {
-            return Ok(None);
-        }
         if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(Some(start + i as u64 + 1));
+            return Ok(Some(from + i as u64 + 1));
         }
-        end = start;
+        end = from;
     }
-    Ok((len > 0).then_some(0))
+    Ok(Some(0))
 }
 
 impl FileAuditSink {
@@ -370,6 +395,54 @@ mod tests {
         std::fs::write(&path, b"a\nb\n").unwrap();
         drop(FileAuditSink::open(&path).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\n");
+    }
+
+    /// A hole (zeros where a block of the last append never reached the
+    /// disk) is cut with every line after it, wherever it starts in the
+    /// line; intact lines before it stay.
+    #[test]
+    fn a_hole_of_zeros_is_cut_with_the_lines_after_it() {
+        let (_dir, path, mut sink) = new_log();
+        for seq in 0..6 {
+            sink.append(&entry(seq)).unwrap();
+        }
+        drop(sink);
+        let whole = std::fs::read(&path).unwrap();
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(
+                whole
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        // Zeros from the middle of line 3 into line 4; lines 4 and 5 end
+        // with their newlines as if their blocks had been written.
+        for (from, to) in [
+            (starts[3] + 10, starts[4] + 20),
+            (starts[3], starts[3] + 1),
+            (starts[5] - 1, starts[5]),
+        ] {
+            let mut damaged = whole.clone();
+            damaged[from..to].fill(0);
+            std::fs::write(&path, &damaged).unwrap();
+            let mut sink = FileAuditSink::open(&path).unwrap();
+            let kept = std::fs::read(&path).unwrap();
+            let cut = if from >= starts[4] {
+                starts[4]
+            } else {
+                starts[3]
+            };
+            assert_eq!(kept, whole[..cut], "zeros at {from}..{to}");
+            let last = if cut == starts[4] { 3 } else { 2 };
+            assert_eq!(sink.last_hash().unwrap(), Some(entry(last).hash()));
+            // The entries cut go on after the last intact one.
+            sink.append_all(&(last + 1..6).map(entry).collect::<Vec<_>>())
+                .unwrap();
+            drop(sink);
+            assert_eq!(std::fs::read(&path).unwrap(), whole);
+        }
     }
 
     #[test]

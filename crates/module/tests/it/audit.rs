@@ -694,3 +694,49 @@ fn a_failed_sync_stops_the_next_nvm_write_and_a_reboot_recovers() {
         "the entry the failed sync did not cover was handed over again"
     );
 }
+
+/// A power loss can leave zeros where the last command's lines were (their
+/// block never written, the file's length kept). At the next start the
+/// module's own log is cut there, and the module hands those entries over
+/// again from its NVM: the log is whole again, with no hole and no
+/// damaged line.
+#[test]
+fn a_hole_a_power_loss_left_in_the_log_is_filled_again_at_boot() {
+    let f = Fixture::new();
+    // The module's own file sink (audit.log in its directory).
+    let with_file_sink = || {
+        let mut c = f.config(&Opts::default());
+        c.audit_sink = None;
+        c
+    };
+    let path = f
+        .path()
+        .join("module")
+        .join(postvault_module::audit_sink::AUDIT_LOG_FILE);
+    {
+        let m = std::sync::Arc::new(std::sync::Mutex::new(open_module(with_file_sink)));
+        let mut c = client(&m);
+        master(&mut c);
+        c.logon("so", &pw("so")).unwrap();
+        ok(&mut c, note("one", false));
+        ok(&mut c, note("two", false));
+    }
+    let whole = std::fs::read(&path).unwrap();
+    let entries = postvault_audit::parse_log(std::str::from_utf8(&whole).unwrap()).unwrap();
+    assert_eq!(entries.last().unwrap().data["note"], "two");
+    let last_line = whole[..whole.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let mut damaged = whole.clone();
+    damaged[last_line + 5..whole.len() - 10].fill(0);
+    std::fs::write(&path, &damaged).unwrap();
+
+    drop(open_module(with_file_sink));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        whole,
+        "the damaged line is cut and written again from the NVM"
+    );
+}
