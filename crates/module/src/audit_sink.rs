@@ -66,7 +66,7 @@ impl FileAuditSink {
     /// a block of zeros where the last append did not reach the disk) is
     /// cut off, with every line after it: those entries were in the last
     /// append, which the NVM still holds, and the module hands them over
-    /// again (see [`whole_lines_end`]).
+    /// again.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let mut file = OpenOptions::new()
             .create(true)
