@@ -417,8 +417,9 @@ mod tests {
                     .map(|(i, _)| i + 1),
             )
             .collect();
-        // Zeros from the middle of line 3 into line 4; lines 4 and 5 end
-        // with their newlines as if their blocks had been written.
+        // Zeros from the middle of line 3 into line 4, over the first byte
+        // of line 3, and over the newline that ends line 4; the lines after
+        // them are whole, as if their blocks had reached the disk.
         for (from, to) in [
             (starts[3] + 10, starts[4] + 20),
             (starts[3], starts[3] + 1),
