@@ -476,9 +476,9 @@ impl NvmStore {
         // image is durable in the file written over (whose name was durable
         // already), and until the sync is done [`Self::load`] finds it under
         // either name. The next write waits for it.
-        let mut deferred = false;
         let further = matches!((seq, last_seq), (Some(seq), Some(last)) if seq > last);
-        if reused
+        if swapped
+            && reused
             && further
             && let Some(worker) = self.background(&mut state)
             && let Some(file) = leftover.take()
@@ -491,9 +491,7 @@ impl NvmStore {
                     scrub_head(&file).map_err(|e| named(&tmp_path, e))
                 }))
                 .map_err(io(&self.dir))?;
-            deferred = true;
-        }
-        if !deferred {
+        } else {
             sync_dir(&self.dir).map_err(io(&self.dir))?;
             if let Some(file) = leftover {
                 scrub_head(&file).map_err(io(&tmp))?;
